@@ -1,0 +1,33 @@
+# vidgen developer commands. `make install` then `make test` is all the set-up a fresh machine needs.
+PYTHON ?= python3.11
+VENV ?= .venv
+BIN := $(VENV)/bin
+export OMP_NUM_THREADS ?= 2
+
+.PHONY: install test test-slow test-all lint format clean
+
+install:  ## virtual environment with vidgen in editable mode and its dev tools
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --upgrade --quiet pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	$(BIN)/python -c "import torch, torchvision, lightning, hydra, timm, open_clip, diffusers, av, moviepy; print('vidgen install ok: torch', torch.__version__, 'torchvision', torchvision.__version__)"
+
+test:  ## fast test suite (CPU, < 10 minutes on two cores)
+	$(BIN)/python -m pytest -q -n 2 --durations=15
+
+test-slow:  ## heavier checks marked `slow`
+	$(BIN)/python -m pytest -q -m slow --durations=15
+
+test-all: test test-slow
+
+lint:
+	$(BIN)/ruff check vidgen tests experiments
+	$(BIN)/ruff format --check vidgen tests experiments
+
+format:
+	$(BIN)/ruff format vidgen tests experiments
+	$(BIN)/ruff check --fix vidgen tests experiments
+
+clean:
+	rm -rf outputs multirun lightning_logs .pytest_cache .ruff_cache build dist *.egg-info
+	find . -name __pycache__ -type d -prune -exec rm -rf {} +

@@ -1,0 +1,53 @@
+"""Shared test helpers: compose the real config tree with tiny overrides."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+import torch
+from hydra import compose, initialize_config_dir
+from omegaconf import DictConfig
+
+import vidgen  # noqa: F401  (registers resolvers)
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+CONFIG_DIR = str(REPO_ROOT / "conf")
+
+# A Latte small enough to train a few steps in a second or two on one CPU core.
+TINY_MODEL = ["model.size=tiny", "model.depth=2", "model.hidden_size=32", "model.num_heads=2"]
+TINY_DATA = ["data.num_frames=4", "data.resolution=16", "data.batch_size=4", "data.val_clips=8"]
+TINY_RUN = [
+    "trainer.max_steps=6",
+    "trainer.val_check_interval=3",
+    "trainer.limit_val_batches=1",
+    "trainer.log_every_n_steps=1",
+    "trainer.enable_model_summary=false",
+    "trainer.enable_progress_bar=false",
+    "~callbacks.progress_bar",
+    "callbacks.model_checkpoint.every_n_train_steps=3",
+    "sampler=ddim",
+    "sampler.steps=3",
+    "samples.num_videos=2",
+    "samples.final_num_videos=2",
+]
+TINY = TINY_MODEL + TINY_DATA + TINY_RUN
+
+torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
+
+
+def compose_config(
+    overrides: list[str], run_dir: Path | None = None, config_name: str = "train"
+) -> DictConfig:
+    """Compose ``conf/<config_name>.yaml`` with overrides; ``run_dir`` replaces the Hydra run directory."""
+    extra = []
+    if run_dir is not None:
+        extra = [f"paths.run_dir={run_dir}", f"paths.output_root={run_dir.parent}"]
+    with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
+        return compose(config_name=config_name, overrides=[*overrides, *extra])
+
+
+@pytest.fixture
+def tiny_overrides() -> list[str]:
+    return list(TINY)

@@ -1,0 +1,235 @@
+"""Samplers on a problem with a closed-form optimal model: 1-D Gaussian data N(MU, S^2).
+
+For ``x0 ~ N(MU, S^2)`` and ``x_t = a x0 + s eps`` the optimal predictors are linear in ``x_t``:
+``eps* = s (x_t - a MU) / (a^2 S^2 + s^2)`` and ``E[x0 | x_t] = MU + a S^2 (x_t - a MU) / (a^2 S^2 + s^2)``.
+"""
+
+import math
+
+import pytest
+import torch
+
+from vidgen.diffusion import (
+    DDIMSampler,
+    DDPMSampler,
+    DPMSolverSampler,
+    GaussianDiffusion,
+    dpm_solver_grid,
+    make_beta_schedule,
+    respace,
+)
+
+MU, S = 0.5, 0.8
+N = 20_000
+
+
+def _diffusion(
+    prediction: str = "eps", learn_sigma: bool = False, schedule: str = "linear"
+) -> GaussianDiffusion:
+    return GaussianDiffusion(
+        make_beta_schedule(schedule, 1000), prediction=prediction, learn_sigma=learn_sigma
+    )
+
+
+def _oracle(base: GaussianDiffusion, variance_chain: GaussianDiffusion | None = None):
+    """Optimal ``model_fn(x, t_original)`` for ``base.prediction``.
+
+    With ``variance_chain`` (the respaced chain being sampled, learned sigma) it also returns the variance
+    channel reproducing the exact reverse variance ``Var(x_{t-1} | x_t) = posterior_var + coef1^2 Var(x0 | x_t)``.
+    """
+
+    def model_fn(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        shape = (-1, *([1] * (x.dim() - 1)))
+        alpha_bar = base.alphas_cumprod.to(x)[t].reshape(shape)
+        a, s = alpha_bar.sqrt(), (1 - alpha_bar).sqrt()
+        denom = alpha_bar * S**2 + 1 - alpha_bar
+        eps = s * (x - a * MU) / denom
+        x0 = MU + a * S**2 * (x - a * MU) / denom
+        out = {"eps": eps, "x0": x0, "v": a * eps - s * x0}[base.prediction]
+        if variance_chain is None:
+            return out
+        i = torch.searchsorted(variance_chain.timestep_map, t)
+        coef1 = variance_chain.posterior_mean_coef1.to(x)[i].reshape(shape)
+        true_var = (
+            variance_chain.posterior_variance.to(x)[i].reshape(shape)
+            + coef1**2 * S**2 * (1 - alpha_bar) / denom
+        )
+        min_log = variance_chain.posterior_log_variance_clipped.to(x)[i].reshape(shape)
+        max_log = variance_chain.log_betas.to(x)[i].reshape(shape)
+        value = 2 * (torch.log(true_var) - min_log) / (max_log - min_log) - 1
+        value = torch.where(i.reshape(shape) == 0, -1.0, value)  # no noise is added at the last step
+        return torch.cat([out, value.expand_as(out)], dim=1)
+
+    return model_fn
+
+
+def _draw(sampler, model_fn, seed: int = 0, n: int = N) -> torch.Tensor:
+    return sampler.sample(
+        model_fn, (n, 1), generator=torch.Generator().manual_seed(seed), dtype=torch.float64
+    )
+
+
+def _assert_moments(x: torch.Tensor, std_rtol: float) -> None:
+    mean_tol = 5 * S / math.sqrt(x.shape[0])
+    assert abs(x.mean().item() - MU) < mean_tol, x.mean().item()
+    assert abs(x.std().item() / S - 1) < std_rtol, x.std().item()
+
+
+@pytest.mark.parametrize("prediction", ["eps", "v", "x0"])
+def test_ddpm_with_exact_variance_recovers_the_data(prediction: str) -> None:
+    base = _diffusion(prediction, learn_sigma=True)
+    sampler = DDPMSampler(base, steps=100)
+    x = _draw(sampler, _oracle(base, variance_chain=sampler.chain))
+    _assert_moments(x, std_rtol=0.015)
+
+
+@pytest.mark.parametrize("prediction", ["eps", "v", "x0"])
+def test_ddpm_fixed_small_variance(prediction: str) -> None:
+    base = _diffusion(prediction)
+    x = _draw(DDPMSampler(base, steps=100), _oracle(base))
+    # Fixed-small variance omits coef1^2 Var(x0 | x_t): right mean, slightly too small spread at 100 steps.
+    _assert_moments(x, std_rtol=0.05)
+    assert x.std().item() < S
+
+
+@pytest.mark.parametrize("prediction", ["eps", "v", "x0"])
+@pytest.mark.parametrize("schedule", ["linear", "cosine"])
+def test_ddim_and_dpm_solver_recover_the_data(prediction: str, schedule: str) -> None:
+    base = _diffusion(prediction, schedule=schedule)
+    _assert_moments(_draw(DDIMSampler(base, steps=50), _oracle(base)), std_rtol=0.04)
+    _assert_moments(_draw(DPMSolverSampler(base, steps=20), _oracle(base)), std_rtol=0.03)
+    # The ODE map is deterministic: many DPM-Solver++ steps match DDIM with many steps closely.
+    fine_dpm = _draw(DPMSolverSampler(base, steps=200), _oracle(base), n=500)
+    fine_ddim = _draw(DDIMSampler(base, steps=1000), _oracle(base), n=500)
+    torch.testing.assert_close(fine_dpm, fine_ddim, rtol=0, atol=0.02)
+
+
+def test_parameterisations_give_the_same_samples() -> None:
+    samples = {}
+    for prediction in ("eps", "v", "x0"):
+        base = _diffusion(prediction)
+        samples[prediction] = _draw(DPMSolverSampler(base, steps=20), _oracle(base), n=256)
+    torch.testing.assert_close(samples["v"], samples["eps"], rtol=0, atol=1e-9)
+    torch.testing.assert_close(samples["x0"], samples["eps"], rtol=0, atol=1e-9)
+
+
+def test_ddim_eta0_is_deterministic_and_generator_reproducible() -> None:
+    base = _diffusion()
+    sampler = DDIMSampler(base, steps=50)
+    noise = torch.randn((64, 1), generator=torch.Generator().manual_seed(3), dtype=torch.float64)
+    first = sampler.sample(_oracle(base), (64, 1), noise=noise)
+    second = sampler.sample(_oracle(base), (64, 1), noise=noise, generator=torch.Generator().manual_seed(99))
+    assert torch.equal(first, second)
+    ddpm = DDPMSampler(base, steps=50)
+    a = _draw(ddpm, _oracle(base), seed=5, n=64)
+    b = _draw(ddpm, _oracle(base), seed=5, n=64)
+    c = _draw(ddpm, _oracle(base), seed=6, n=64)
+    assert torch.equal(a, b) and not torch.equal(a, c)
+    # The start noise drawn from a generator is the first draw of that generator.
+    expected_start = torch.randn((64, 1), generator=torch.Generator().manual_seed(3), dtype=torch.float64)
+    assert torch.equal(sampler.sample(_oracle(base), (64, 1), noise=expected_start), first)
+
+
+@pytest.mark.parametrize("steps", [1000, 100])
+def test_ddim_eta1_equals_ddpm_fixed_small(steps: int) -> None:
+    """With eta=1, DDIM's variance is the posterior variance and its mean the posterior mean (exact identity)."""
+    base = _diffusion()
+    ddpm = _draw(DDPMSampler(base, steps=steps), _oracle(base), seed=11, n=32)
+    ddim = _draw(DDIMSampler(base, steps=steps, eta=1.0), _oracle(base), seed=11, n=32)
+    torch.testing.assert_close(ddim, ddpm, rtol=0, atol=1e-10)
+
+
+def test_learned_variance_at_posterior_value_equals_fixed_small() -> None:
+    fixed = _diffusion()
+    learned = _diffusion(learn_sigma=True)
+
+    def with_min_variance(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        out = _oracle(fixed)(x, t)
+        return torch.cat([out, -torch.ones_like(out)], dim=1)
+
+    for sampler_cls, kwargs in ((DDPMSampler, {"steps": 50}), (DDIMSampler, {"steps": 20, "eta": 0.5})):
+        a = _draw(sampler_cls(fixed, **kwargs), _oracle(fixed), seed=1, n=32)
+        b = _draw(sampler_cls(learned, **kwargs), with_min_variance, seed=1, n=32)
+        torch.testing.assert_close(a, b, rtol=0, atol=1e-12)
+    a = _draw(DPMSolverSampler(fixed, steps=10), _oracle(fixed), n=32)
+    b = _draw(DPMSolverSampler(learned, steps=10), with_min_variance, n=32)
+    torch.testing.assert_close(a, b, rtol=0, atol=1e-12)
+
+
+def test_dpm_solver_first_order_equals_ddim_on_the_same_timesteps() -> None:
+    base = _diffusion("v")
+    dpm = DPMSolverSampler(base, steps=12, order=1)
+    chain = respace(base, dpm.indices.tolist())
+    ddim = DDIMSampler(chain, steps=chain.num_timesteps)
+    torch.testing.assert_close(
+        _draw(dpm, _oracle(base), n=64), _draw(ddim, _oracle(base), n=64), rtol=0, atol=1e-10
+    )
+
+
+def test_model_gets_original_timesteps() -> None:
+    base = _diffusion()
+    for sampler, expected in (
+        (DDPMSampler(base, steps="ddim4"), [750, 500, 250, 0]),
+        (DDIMSampler(base, steps=4), [999, 666, 333, 0]),
+        (DPMSolverSampler(base, steps=4, spacing="diffusers"), [999, 749, 500, 250]),
+    ):
+        seen: list[list[int]] = []
+
+        def model_fn(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+            seen.append(t.tolist())  # noqa: B023
+            return torch.zeros_like(x)
+
+        sampler.sample(model_fn, (2, 1, 2, 2, 2), generator=torch.Generator().manual_seed(0))
+        assert seen == [[step, step] for step in expected]
+
+
+def test_dpm_solver_grid() -> None:
+    base = _diffusion()
+    grid = dpm_solver_grid(base, 20)
+    assert grid[0].item() == 999 and grid[-1].item() == 0 and len(grid) == 20
+    assert bool((grid[1:] < grid[:-1]).all())
+    lam = 0.5 * torch.log(base.alphas_cumprod / (1 - base.alphas_cumprod))[grid]
+    gaps = lam[1:] - lam[:-1]
+    assert gaps[:-3].std().item() < 0.1 * gaps.mean().item()  # uniform in log-SNR away from the integer floor
+    assert len(set(dpm_solver_grid(base, 400).tolist())) == 400
+    cosine = dpm_solver_grid(_diffusion(schedule="cosine"), 20)
+    assert cosine[0].item() < 999 and bool((cosine[1:] < cosine[:-1]).all())
+    with pytest.raises(ValueError, match="logsnr, diffusers"):
+        dpm_solver_grid(base, 10, spacing="karras")
+
+
+def test_progress_bar_does_not_change_samples() -> None:
+    base = _diffusion()
+    sampler = DDIMSampler(base, steps=10)
+    assert torch.equal(
+        sampler.sample(_oracle(base), (8, 1), generator=torch.Generator().manual_seed(0), progress=True),
+        sampler.sample(_oracle(base), (8, 1), generator=torch.Generator().manual_seed(0)),
+    )
+
+
+@pytest.mark.parametrize(("prediction", "diffusers_type"), [("eps", "epsilon"), ("v", "v_prediction")])
+@pytest.mark.parametrize("spacing", ["logsnr", "diffusers"])
+def test_dpm_solver_matches_diffusers(prediction: str, diffusers_type: str, spacing: str) -> None:
+    diffusers = pytest.importorskip("diffusers")
+    base = _diffusion(prediction)
+    ours = DPMSolverSampler(base, steps=20, order=2, spacing=spacing)
+    scheduler = diffusers.DPMSolverMultistepScheduler(
+        num_train_timesteps=1000,
+        trained_betas=base.betas.numpy(),
+        algorithm_type="dpmsolver++",
+        solver_order=2,
+        prediction_type=diffusers_type,
+        final_sigmas_type="zero",
+    )
+    if spacing == "diffusers":
+        scheduler.set_timesteps(20)
+    else:
+        scheduler.set_timesteps(timesteps=ours.timesteps.tolist())
+    assert scheduler.timesteps.tolist() == ours.timesteps.tolist()
+
+    model_fn = _oracle(base)
+    noise = torch.randn((512, 1), generator=torch.Generator().manual_seed(0))
+    x = noise.clone()
+    for t in scheduler.timesteps:
+        x = scheduler.step(model_fn(x, t.expand(x.shape[0])), t, x).prev_sample
+    torch.testing.assert_close(ours.sample(model_fn, noise.shape, noise=noise), x, rtol=0, atol=2e-5)

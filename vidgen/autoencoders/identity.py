@@ -1,0 +1,25 @@
+"""Pixel-space diffusion: the identity autoencoder."""
+
+from __future__ import annotations
+
+import torch
+
+from vidgen.autoencoders.base import FrameAutoencoder
+
+
+class IdentityAutoencoder(FrameAutoencoder):
+    """Latents are the pixels (``latent_channels = C``, ``downsample = 1``, ``scaling_factor = 1``)."""
+
+    def __init__(self, channels: int) -> None:
+        super().__init__()
+        self.latent_channels = channels
+        self.downsample = 1
+        self.scaling_factor = 1.0
+
+    def encode(self, video: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        """``(B, C, F, H, W)`` -> the same tensor."""
+        return video
+
+    def decode(self, latents: torch.Tensor) -> torch.Tensor:
+        """``(B, C, F, H, W)`` -> the same tensor."""
+        return latents

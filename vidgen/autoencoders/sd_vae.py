@@ -1,0 +1,105 @@
+"""Stable Diffusion's VAE (diffusers ``AutoencoderKL``) applied frame by frame, frozen."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from einops import rearrange
+
+from vidgen.autoencoders.base import FrameAutoencoder
+from vidgen.config.errors import ConfigError
+
+_WEIGHT_NAMES = ("diffusion_pytorch_model.safetensors", "diffusion_pytorch_model.bin")
+
+
+def _resolve_vae_folder(path: Path, subfolder: str | None) -> Path:
+    """Find the diffusers folder holding the VAE, or fail naming what is missing."""
+    folder = path / subfolder if subfolder else path
+    if not path.exists():
+        raise ConfigError(
+            "autoencoder.path",
+            f"Stable Diffusion VAE not found at '{path}'. Point autoencoder.path at a local diffusers VAE folder "
+            "(config.json + diffusion_pytorch_model.safetensors), e.g. a copy of stabilityai/sd-vae-ft-ema, "
+            "or at a Stable Diffusion folder with autoencoder.subfolder=vae. Nothing is downloaded.",
+        )
+    if not subfolder and not (folder / "config.json").exists() and (path / "vae" / "config.json").exists():
+        folder = path / "vae"  # a whole Stable Diffusion pipeline folder
+    if not (folder / "config.json").exists():
+        raise ConfigError(
+            "autoencoder.path", f"'{folder / 'config.json'}' is missing (the VAE's diffusers config)"
+        )
+    if not any((folder / name).exists() for name in _WEIGHT_NAMES):
+        raise ConfigError(
+            "autoencoder.path",
+            f"no VAE weights in '{folder}': expected one of {', '.join(_WEIGHT_NAMES)}",
+        )
+    return folder
+
+
+class StableDiffusionVAE(FrameAutoencoder):
+    """Frame-wise SD VAE: frames ride in the batch dimension; latents are scaled by ``scaling_factor``.
+
+    Args:
+        path: local diffusers folder of the VAE (or a Stable Diffusion folder holding ``vae/``).
+        subfolder: sub-folder of ``path`` holding the VAE, if any.
+        scaling_factor: latent scale (0.18215 for SD 1.x).
+        sample_posterior: draw ``z ~ q(z|x)`` (Latte) instead of taking the posterior mean.
+        micro_batch: frames per VAE call (0 = all at once).
+    """
+
+    def __init__(
+        self,
+        path: str | Path,
+        subfolder: str | None = None,
+        scaling_factor: float = 0.18215,
+        sample_posterior: bool = True,
+        micro_batch: int = 32,
+        latent_channels: int = 4,
+        downsample: int = 8,
+    ) -> None:
+        super().__init__()
+        from diffusers import AutoencoderKL
+
+        folder = _resolve_vae_folder(Path(path), subfolder)
+        self.vae = AutoencoderKL.from_pretrained(str(folder), local_files_only=True)
+        self.vae.requires_grad_(False).eval()
+        self.latent_channels = int(self.vae.config.latent_channels)
+        self.downsample = 2 ** (len(self.vae.config.block_out_channels) - 1)
+        if self.latent_channels != latent_channels:
+            raise ConfigError(
+                "autoencoder.latent_channels",
+                f"config says {latent_channels} but the VAE at '{folder}' has {self.latent_channels}",
+            )
+        if self.downsample != downsample:
+            raise ConfigError(
+                "autoencoder.downsample",
+                f"config says {downsample} but the VAE at '{folder}' downsamples by {self.downsample}",
+            )
+        self.scaling_factor = float(scaling_factor)
+        self.sample_posterior = sample_posterior
+        self.micro_batch = int(micro_batch)
+
+    def _chunks(self, frames: torch.Tensor) -> list[torch.Tensor]:
+        size = self.micro_batch if self.micro_batch > 0 else frames.shape[0]
+        return list(frames.split(size, dim=0))
+
+    @torch.no_grad()
+    def encode(self, video: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        """``(B, 3, F, H, W)`` in [-1, 1] -> ``(B, 4, F, H/8, W/8)`` scaled latents."""
+        batch = video.shape[0]
+        frames = rearrange(video, "b c f h w -> (b f) c h w")
+        latents = []
+        for chunk in self._chunks(frames):
+            dist = self.vae.encode(chunk.to(self.vae.dtype)).latent_dist
+            latents.append(dist.sample(generator) if self.sample_posterior else dist.mode())
+        z = torch.cat(latents, dim=0).float() * self.scaling_factor
+        return rearrange(z, "(b f) c h w -> b c f h w", b=batch)
+
+    @torch.no_grad()
+    def decode(self, latents: torch.Tensor) -> torch.Tensor:
+        """``(B, 4, F, h, w)`` scaled latents -> ``(B, 3, F, 8h, 8w)`` pixels in [-1, 1]."""
+        batch = latents.shape[0]
+        frames = rearrange(latents, "b c f h w -> (b f) c h w") / self.scaling_factor
+        video = torch.cat([self.vae.decode(c.to(self.vae.dtype)).sample for c in self._chunks(frames)], dim=0)
+        return rearrange(video.float().clamp(-1, 1), "(b f) c h w -> b c f h w", b=batch)

@@ -1,0 +1,19 @@
+"""Conditioners: turn a batch's labels / captions into a :class:`Cond` for the denoiser."""
+
+from vidgen.conditioning.cond import Cond
+from vidgen.conditioning.conditioners import (
+    CONDITIONER_KINDS,
+    ClassConditioner,
+    Conditioner,
+    NoConditioner,
+    build_conditioner,
+)
+
+__all__ = [
+    "CONDITIONER_KINDS",
+    "ClassConditioner",
+    "Cond",
+    "Conditioner",
+    "NoConditioner",
+    "build_conditioner",
+]

@@ -1,0 +1,151 @@
+"""Conditioners turn a data batch into the :class:`Cond` a denoiser receives, and drop conditions for
+classifier-free guidance (the null condition replaces the real one with probability ``drop_prob``)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import nn
+
+from vidgen.conditioning.cond import Cond
+from vidgen.config.errors import ConfigError
+
+
+class Conditioner(nn.Module):
+    """Base interface.
+
+    * ``forward(batch, train, generator)`` -> :class:`Cond` for a training/validation batch; in training,
+      each sample's condition is replaced by the null condition with probability ``drop_prob``.
+    * ``null(n, device)`` -> the null condition for ``n`` samples (classifier-free guidance).
+    * ``for_sampling(n, device, labels=None, captions=None)`` -> the condition for ``n`` generated samples.
+    """
+
+    num_classes: int = 0
+    drop_prob: float = 0.0
+
+    @property
+    def supports_guidance(self) -> bool:
+        """Whether a null condition exists (the model was trained with condition dropout)."""
+        return False
+
+    def forward(
+        self, batch: dict[str, Any], train: bool = False, generator: torch.Generator | None = None
+    ) -> Cond:
+        raise NotImplementedError
+
+    def null(self, n: int, device: torch.device | str = "cpu") -> Cond:
+        raise NotImplementedError
+
+    def for_sampling(
+        self,
+        n: int,
+        device: torch.device | str = "cpu",
+        labels: torch.Tensor | None = None,
+        captions: list[str] | None = None,
+    ) -> Cond:
+        raise NotImplementedError
+
+
+class NoConditioner(Conditioner):
+    """Unconditional generation: every condition is empty."""
+
+    def forward(
+        self, batch: dict[str, Any], train: bool = False, generator: torch.Generator | None = None
+    ) -> Cond:
+        return Cond()
+
+    def null(self, n: int, device: torch.device | str = "cpu") -> Cond:
+        return Cond()
+
+    def for_sampling(
+        self,
+        n: int,
+        device: torch.device | str = "cpu",
+        labels: torch.Tensor | None = None,
+        captions: list[str] | None = None,
+    ) -> Cond:
+        if labels is not None or captions:
+            raise ValueError("this model is unconditional: it takes no labels or captions")
+        return Cond()
+
+
+class ClassConditioner(Conditioner):
+    """Class labels; the null class is index ``num_classes`` (the denoiser's table has ``num_classes+1`` rows).
+
+    Args:
+        num_classes: number of real classes (> 0).
+        drop_prob: probability of replacing a label by the null class in training.
+    """
+
+    def __init__(self, num_classes: int, drop_prob: float = 0.1) -> None:
+        super().__init__()
+        self.num_classes = int(num_classes)
+        self.drop_prob = float(drop_prob)
+
+    @property
+    def null_index(self) -> int:
+        return self.num_classes
+
+    @property
+    def supports_guidance(self) -> bool:
+        return self.drop_prob > 0
+
+    def forward(
+        self, batch: dict[str, Any], train: bool = False, generator: torch.Generator | None = None
+    ) -> Cond:
+        """``batch["label"]: (B,)`` -> ``Cond(labels=(B,))``, with null-class dropout when ``train``."""
+        if "label" not in batch:
+            raise KeyError("class conditioning needs a 'label' in every batch; this dataset has no labels")
+        labels = torch.as_tensor(batch["label"]).long()
+        if labels.min() < 0 or labels.max() >= self.num_classes:
+            raise ValueError(
+                f"labels must lie in [0, {self.num_classes}); got {labels.min()}..{labels.max()}"
+            )
+        if train and self.drop_prob > 0:
+            drop = torch.rand(labels.shape, generator=generator) < self.drop_prob
+            labels = torch.where(drop.to(labels.device), torch.full_like(labels, self.null_index), labels)
+        return Cond(labels=labels)
+
+    def null(self, n: int, device: torch.device | str = "cpu") -> Cond:
+        return Cond(labels=torch.full((n,), self.null_index, dtype=torch.long, device=device))
+
+    def for_sampling(
+        self,
+        n: int,
+        device: torch.device | str = "cpu",
+        labels: torch.Tensor | None = None,
+        captions: list[str] | None = None,
+    ) -> Cond:
+        """Labels for ``n`` samples: the given ones, or classes cycled ``0, 1, 2, ...``."""
+        if captions:
+            raise ValueError("this model is class-conditional: give labels, not captions")
+        if labels is None:
+            labels = torch.arange(n) % self.num_classes
+        labels = torch.as_tensor(labels).long()
+        if labels.shape != (n,):
+            raise ValueError(f"expected {n} labels, got shape {tuple(labels.shape)}")
+        return Cond(labels=labels.to(device))
+
+
+CONDITIONER_KINDS = ("none", "class")
+
+
+def build_conditioner(kind: str, num_classes: int = 0, drop_prob: float = 0.0) -> Conditioner:
+    """Build the conditioner named by ``conditioner.kind`` (the config node's keys are the arguments)."""
+    if not 0.0 <= float(drop_prob) < 1.0:
+        raise ConfigError("conditioner.drop_prob", f"must lie in [0, 1), got {drop_prob}")
+    if kind == "none":
+        if num_classes:
+            raise ConfigError("conditioner.num_classes", "an unconditional model has num_classes 0")
+        return NoConditioner()
+    if kind == "class":
+        if int(num_classes) <= 0:
+            raise ConfigError(
+                "conditioner.num_classes",
+                f"class conditioning needs num_classes > 0, got {num_classes} (does the dataset have labels?)",
+            )
+        return ClassConditioner(num_classes, drop_prob)
+    raise ConfigError(
+        "conditioner.kind", f"unknown kind '{kind}'; choose one of {', '.join(CONDITIONER_KINDS)}"
+    )

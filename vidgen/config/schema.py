@@ -1,0 +1,237 @@
+"""Validation of a composed config before anything is built or trained.
+
+Nodes with a fixed shape (optim, ema, samples, diffusion, sampler, conditioner, autoencoder, top-level keys)
+have dataclass schemas: OmegaConf checks types and unknown keys, ``__post_init__`` checks ranges. Nodes
+built from a ``_target_`` (model, data, trainer, callbacks, logger) are checked against the target's
+signature, and their constructors check values (raising :class:`ConfigError` with the key). Every failure
+names the dotted config key.
+"""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+from dataclasses import dataclass, field
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
+
+from vidgen.config.errors import ConfigError
+
+
+class _FieldError(ValueError):
+    def __init__(self, name: str, message: str) -> None:
+        self.name, self.message = name, message
+        super().__init__(f"{name}: {message}")
+
+
+def _require(condition: bool, name: str, message: str) -> None:
+    if not condition:
+        raise _FieldError(name, message)
+
+
+def _one_of(value: str, allowed: tuple[str, ...], name: str) -> None:
+    _require(value in allowed, name, f"'{value}' is not one of {', '.join(allowed)}")
+
+
+@dataclass
+class OptimSchema:
+    lr: float = 1e-4
+    weight_decay: float = 0.0
+    betas: list[float] = field(default_factory=lambda: [0.9, 0.999])
+    eps: float = 1e-8
+
+    def __post_init__(self) -> None:
+        _require(self.lr > 0, "lr", f"must be > 0, got {self.lr}")
+        _require(self.weight_decay >= 0, "weight_decay", f"must be >= 0, got {self.weight_decay}")
+        _require(
+            len(self.betas) == 2 and all(0 <= b < 1 for b in self.betas), "betas", "two values in [0, 1)"
+        )
+        _require(self.eps > 0, "eps", "must be > 0")
+
+
+@dataclass
+class EmaSchema:
+    enabled: bool = True
+    decay: float = 0.9999
+    warmup: bool = False
+
+    def __post_init__(self) -> None:
+        _require(0.0 <= self.decay < 1.0, "decay", f"must lie in [0, 1), got {self.decay}")
+
+
+@dataclass
+class SamplesSchema:
+    num_videos: int = 4
+    final_num_videos: int = 8
+    fps: int = 8
+
+    def __post_init__(self) -> None:
+        _require(self.num_videos >= 0, "num_videos", "must be >= 0")
+        _require(self.final_num_videos >= 0, "final_num_videos", "must be >= 0")
+        _require(self.fps > 0, "fps", "must be > 0")
+
+
+@dataclass
+class DiffusionSchema:
+    _target_: str = "vidgen.diffusion.build_diffusion"
+    schedule: str = "linear"
+    num_timesteps: int = 1000
+    beta_start: float | None = None
+    beta_end: float | None = None
+    prediction: str = "eps"
+    learn_sigma: bool = True
+    loss: str = "hybrid"
+
+    def __post_init__(self) -> None:
+        _one_of(self.schedule, ("linear", "cosine", "scaled_linear"), "schedule")
+        _one_of(self.prediction, ("eps", "v", "x0"), "prediction")
+        _one_of(self.loss, ("simple", "hybrid"), "loss")
+        _require(self.num_timesteps >= 2, "num_timesteps", "must be >= 2")
+        _require(self.loss != "hybrid" or self.learn_sigma, "loss", "'hybrid' needs learn_sigma=true")
+
+
+@dataclass
+class SamplerSchema:
+    name: str = "ddpm"
+    steps: int = 250
+    eta: float = 0.0
+    order: int = 2
+    clip_x0: bool = False
+
+    def __post_init__(self) -> None:
+        _one_of(self.name, ("ddpm", "ddim", "dpmsolver"), "name")
+        _require(self.steps >= 1, "steps", f"must be >= 1, got {self.steps}")
+        _require(self.eta >= 0, "eta", "must be >= 0")
+        _require(self.order in (1, 2), "order", "must be 1 or 2")
+
+
+@dataclass
+class ConditionerSchema:
+    _target_: str = "vidgen.conditioning.build_conditioner"
+    kind: str = "none"
+    num_classes: int = 0
+    drop_prob: float = 0.0
+
+    def __post_init__(self) -> None:
+        _one_of(self.kind, ("none", "class"), "kind")
+        _require(0.0 <= self.drop_prob < 1.0, "drop_prob", f"must lie in [0, 1), got {self.drop_prob}")
+        _require(self.kind != "class" or self.num_classes > 0, "num_classes", "class conditioning needs > 0")
+
+
+@dataclass
+class AutoencoderSchema:
+    _target_: str = "vidgen.autoencoders.build_autoencoder"
+    kind: str = "identity"
+    path: str | None = None
+    subfolder: str | None = None
+    latent_channels: int = 3
+    downsample: int = 1
+    scaling_factor: float = 1.0
+    sample_posterior: bool = False
+    micro_batch: int = 0
+
+    def __post_init__(self) -> None:
+        _one_of(self.kind, ("identity", "sd_vae"), "kind")
+        _require(self.latent_channels >= 1, "latent_channels", "must be >= 1")
+        _require(self.downsample >= 1, "downsample", "must be >= 1")
+        _require(self.scaling_factor > 0, "scaling_factor", "must be > 0")
+        _require(self.micro_batch >= 0, "micro_batch", "must be >= 0")
+
+
+@dataclass
+class TopLevelSchema:
+    task_name: str = "train"
+    seed: int = 0
+    ckpt_path: str | None = None
+    guidance_scale: float = 1.0
+
+    def __post_init__(self) -> None:
+        _require(self.guidance_scale >= 0, "guidance_scale", f"must be >= 0, got {self.guidance_scale}")
+
+
+NODE_SCHEMAS: dict[str, type] = {
+    "optim": OptimSchema,
+    "ema": EmaSchema,
+    "samples": SamplesSchema,
+    "diffusion": DiffusionSchema,
+    "sampler": SamplerSchema,
+    "conditioner": ConditionerSchema,
+    "autoencoder": AutoencoderSchema,
+}
+TARGET_NODES = ("model", "data", "trainer", "logger")
+
+
+def validate_node(node: Any, schema: type, key: str) -> None:
+    """Check one node against a dataclass schema; raise ConfigError naming `key.<field>`."""
+    try:
+        merged = OmegaConf.merge(OmegaConf.structured(schema), node)
+        OmegaConf.to_object(merged)
+    except _FieldError as error:
+        raise ConfigError(f"{key}.{error.name}" if key else error.name, error.message) from None
+    except OmegaConfBaseException as error:
+        sub = getattr(error, "full_key", "") or ""
+        message = str(error).splitlines()[0]
+        raise ConfigError(f"{key}.{sub}".strip(".") if key else sub, message) from None
+
+
+def _import_target(path: str, key: str) -> Any:
+    module_name, _, attr = path.rpartition(".")
+    try:
+        target = getattr(importlib.import_module(module_name), attr)
+    except (ImportError, AttributeError, ValueError) as error:
+        raise ConfigError(f"{key}._target_", f"cannot import '{path}': {error}") from None
+    return target
+
+
+def check_target_kwargs(node: DictConfig, key: str) -> None:
+    """Every key of a ``_target_`` node must be an argument of the target (unless it takes ``**kwargs``)."""
+    if node is None or "_target_" not in node:
+        return
+    target = _import_target(str(node._target_), key)
+    parameters = inspect.signature(target).parameters
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values()):
+        return
+    for name in node:
+        if str(name).startswith("_"):
+            continue
+        if name not in parameters:
+            allowed = ", ".join(p for p in parameters if p != "self")
+            raise ConfigError(f"{key}.{name}", f"unknown key for {node._target_}; allowed: {allowed}")
+
+
+def resolve_config(cfg: DictConfig) -> DictConfig:
+    """A fully resolved copy of ``cfg``; a failing interpolation is reported with its key."""
+    try:
+        return OmegaConf.create(OmegaConf.to_container(cfg, resolve=True))
+    except OmegaConfBaseException as error:
+        key = getattr(error, "full_key", "") or "config"
+        raise ConfigError(key, str(error).splitlines()[0]) from None
+
+
+def validate_config(cfg: DictConfig) -> None:
+    """Check a composed config; raise :class:`ConfigError` naming the first bad key."""
+    cfg = resolve_config(cfg)
+    top = {k: cfg[k] for k in ("task_name", "seed", "ckpt_path", "guidance_scale") if k in cfg}
+    validate_node(OmegaConf.create(top), TopLevelSchema, "")
+    for key, schema in NODE_SCHEMAS.items():
+        if key in cfg:
+            validate_node(cfg[key], schema, key)
+    for key in TARGET_NODES:
+        if key in cfg:
+            check_target_kwargs(cfg[key], key)
+    for name, callback in (cfg.get("callbacks") or {}).items():
+        check_target_kwargs(callback, f"callbacks.{name}")
+    _check_cross_keys(cfg)
+
+
+def _check_cross_keys(cfg: DictConfig) -> None:
+    """Relations between nodes that no single schema sees."""
+    guidance = float(cfg.get("guidance_scale", 1.0))
+    conditioner = cfg.get("conditioner")
+    if guidance != 1.0 and conditioner is not None and float(conditioner.drop_prob) <= 0:
+        raise ConfigError(
+            "guidance_scale",
+            f"{guidance} needs a conditional model trained with condition dropout (conditioner.drop_prob > 0)",
+        )

@@ -1,0 +1,335 @@
+"""Lightning data modules; constructor kwargs are the flat keys of the ``data`` config node.
+
+Both modules validate every value in ``__init__`` (a bad value raises :class:`ConfigError` naming
+``data.<key>`` before any training starts), expose ``num_classes`` / ``class_names`` / ``has_captions``, give
+a :class:`~vidgen.data.loader.ResumableDataLoader` for training (resumable mid-epoch; use
+``Trainer(use_distributed_sampler=False)``) and a fixed, unshuffled validation loader, and draw sampling
+conditions deterministically from the validation split (:meth:`sample_labels`, :meth:`sample_captions`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import lightning.pytorch as pl
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from vidgen.config.errors import ConfigError
+from vidgen.data.loader import ResumableDataLoader
+from vidgen.data.synthetic import SyntheticVideoDataset
+from vidgen.data.video_folder import VIDEO_EXTENSIONS, VideoEntry, VideoFolderDataset, list_videos
+
+__all__ = ["SyntheticDataModule", "VideoFolderDataModule"]
+
+
+def _positive(key: str, value: Any, minimum: int = 1) -> int:
+    if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < minimum:
+        raise ConfigError(key, f"must be an integer >= {minimum}, got {value!r}")
+    return int(value)
+
+
+class _ClipDataModule(pl.LightningDataModule):
+    """Shared loaders and condition sampling; subclasses set ``train_set`` and ``val_set``."""
+
+    train_set: Dataset
+    val_set: Dataset
+
+    def __init__(
+        self,
+        batch_size: int,
+        num_workers: int,
+        seed: int,
+        val_batch_size: int | None,
+        drop_last: bool,
+        pin_memory: bool,
+    ) -> None:
+        super().__init__()
+        self.batch_size = _positive("data.batch_size", batch_size)
+        self.num_workers = _positive("data.num_workers", num_workers, minimum=0)
+        self.seed = _positive("data.seed", seed, minimum=0)
+        self.val_batch_size = (
+            self.batch_size if val_batch_size is None else _positive("data.val_batch_size", val_batch_size)
+        )
+        self.drop_last = bool(drop_last)
+        self.pin_memory = bool(pin_memory)
+
+    # ------------------------------------------------------------------------------------ description
+    @property
+    def num_classes(self) -> int:
+        """Number of classes (0 when the data has no labels)."""
+        return 0
+
+    @property
+    def class_names(self) -> list[str]:
+        return []
+
+    @property
+    def has_captions(self) -> bool:
+        return False
+
+    # ----------------------------------------------------------------------------------------- loaders
+    def train_dataloader(self) -> ResumableDataLoader:
+        """Shuffled per epoch from ``seed``, sharded over ranks, resumable (see :mod:`vidgen.data.loader`)."""
+        return ResumableDataLoader(
+            self.train_set,
+            batch_size=self.batch_size,
+            seed=self.seed,
+            shuffle=True,
+            drop_last=self.drop_last,
+            num_workers=self.num_workers,
+            pin_memory=self.pin_memory,
+        )
+
+    def val_dataloader(self) -> DataLoader:
+        """The fixed validation clips in order (not sharded: every rank sees all of them)."""
+        return DataLoader(
+            self.val_set,
+            batch_size=self.val_batch_size,
+            shuffle=False,
+            drop_last=False,
+            num_workers=self.num_workers,
+            pin_memory=self.pin_memory,
+        )
+
+    # ------------------------------------------------------------------------------------- conditions
+    def _val_order(self, n: int) -> list[int]:
+        """``n`` validation indices: a permutation seeded by ``seed``, repeated as needed."""
+        if n < 0:
+            raise ValueError(f"n must be >= 0, got {n}")
+        order = np.random.default_rng([self.seed, 7]).permutation(len(self.val_set))  # type: ignore[arg-type]
+        return np.resize(order, n).tolist() if n else []
+
+    def _val_label(self, index: int) -> int:
+        raise NotImplementedError
+
+    def _val_caption(self, index: int) -> str:
+        raise NotImplementedError
+
+    def sample_labels(self, n: int) -> torch.Tensor:
+        """``(n,)`` int64 class labels drawn deterministically from the validation split."""
+        if self.num_classes == 0:
+            raise ValueError(f"{type(self).__name__} has no class labels (num_classes == 0)")
+        return torch.tensor([self._val_label(i) for i in self._val_order(n)], dtype=torch.long)
+
+    def sample_captions(self, n: int) -> list[str]:
+        """``n`` captions drawn deterministically from the validation split."""
+        if not self.has_captions:
+            raise ValueError(f"{type(self).__name__} has no captions")
+        return [self._val_caption(i) for i in self._val_order(n)]
+
+
+class SyntheticDataModule(_ClipDataModule):
+    """Moving coloured shapes (:class:`~vidgen.data.synthetic.SyntheticVideoDataset`), labels and captions.
+
+    Args:
+        num_frames, resolution, channels: clip shape ``(channels, num_frames, resolution, resolution)``.
+        batch_size: per-rank training batch size.
+        num_workers: DataLoader workers (rendering is cheap; 0 is fine at 32x32).
+        train_clips, val_clips: clips in the train / val split (disjoint random streams).
+        seed: seeds the clips and the training order.
+        max_objects, min_objects: objects per clip.
+        shapes, motions, colors: subsets of the vocabularies (define ``class_names``).
+        object_size, speed: ``[min, max]`` fractions of the resolution (size; displacement per frame).
+        val_batch_size: default ``batch_size``.
+        drop_last: drop the incomplete last training batch.
+        pin_memory: DataLoader pin_memory.
+    """
+
+    def __init__(
+        self,
+        name: str = "synthetic",
+        num_frames: int = 8,
+        resolution: int = 32,
+        channels: int = 3,
+        batch_size: int = 16,
+        num_workers: int = 0,
+        train_clips: int = 4096,
+        val_clips: int = 64,
+        seed: int = 0,
+        max_objects: int = 1,
+        min_objects: int = 1,
+        shapes: Sequence[str] | None = None,
+        motions: Sequence[str] | None = None,
+        colors: Sequence[str] | None = None,
+        object_size: Sequence[float] | float = (0.3, 0.4),
+        speed: Sequence[float] | float = (0.03, 0.06),
+        val_batch_size: int | None = None,
+        drop_last: bool = True,
+        pin_memory: bool = False,
+    ) -> None:
+        super().__init__(batch_size, num_workers, seed, val_batch_size, drop_last, pin_memory)
+        common = {
+            "num_frames": _positive("data.num_frames", num_frames),
+            "resolution": _positive("data.resolution", resolution),
+            "channels": channels,
+            "seed": self.seed,
+            "max_objects": _positive("data.max_objects", max_objects),
+            "min_objects": _positive("data.min_objects", min_objects),
+            "shapes": None if shapes is None else list(shapes),
+            "motions": None if motions is None else list(motions),
+            "colors": None if colors is None else list(colors),
+            "object_size": object_size if isinstance(object_size, int | float) else list(object_size),
+            "speed": speed if isinstance(speed, int | float) else list(speed),
+        }
+        train_clips = _positive("data.train_clips", train_clips)
+        if self.drop_last and train_clips < self.batch_size:
+            raise ConfigError(
+                "data.train_clips", f"{train_clips} clips make no full batch of batch_size={self.batch_size}"
+            )
+        self.train_set = SyntheticVideoDataset(num_clips=train_clips, split="train", **common)
+        self.val_set = SyntheticVideoDataset(
+            num_clips=_positive("data.val_clips", val_clips), split="val", **common
+        )
+
+    @property
+    def num_classes(self) -> int:
+        return self.train_set.num_classes
+
+    @property
+    def class_names(self) -> list[str]:
+        return self.train_set.class_names
+
+    @property
+    def has_captions(self) -> bool:
+        return True
+
+    def _val_label(self, index: int) -> int:
+        return self.val_set.describe(index).label
+
+    def _val_caption(self, index: int) -> str:
+        return self.val_set.describe(index).caption
+
+
+class VideoFolderDataModule(_ClipDataModule):
+    """Real videos from a folder tree (:class:`~vidgen.data.video_folder.VideoFolderDataset`).
+
+    The validation split is ``val_root`` when given, else a seeded ``val_fraction`` of the videos under
+    ``root`` (at least one video; random over files, so clips of one source may fall on both sides).
+    Validation clips are centred, not flipped, and optionally capped at ``val_max_clips`` (a seeded
+    subset).
+
+    Args:
+        root: folder of videos / frame folders (searched recursively).
+        num_frames, frame_stride, resolution: clip sampling (see the dataset).
+        batch_size, num_workers: training loader.
+        class_from_folder: labels from the top-level folders under ``root``.
+        hflip: random horizontal flips for training.
+        val_fraction: share of ``root`` used for validation when there is no ``val_root``; in ``(0, 1)``.
+        val_root: separate validation folder (same class folders).
+        seed: split, training order and augmentation seed.
+        num_classes: optional check: the expected number of class folders (``None`` = whatever is found).
+        extensions: video file extensions.
+        val_max_clips: cap on validation videos.
+        val_batch_size, drop_last, pin_memory: loader options.
+        probe: open every video at construction to exclude unreadable ones early (slow on big sets).
+    """
+
+    def __init__(
+        self,
+        root: str | Path | None = None,
+        name: str = "videos",
+        num_frames: int = 16,
+        frame_stride: int = 1,
+        resolution: int = 64,
+        channels: int = 3,
+        batch_size: int = 8,
+        num_workers: int = 4,
+        class_from_folder: bool = False,
+        hflip: bool = True,
+        val_fraction: float = 0.05,
+        val_root: str | Path | None = None,
+        seed: int = 0,
+        num_classes: int | None = None,
+        extensions: Sequence[str] = VIDEO_EXTENSIONS,
+        val_max_clips: int | None = None,
+        val_batch_size: int | None = None,
+        drop_last: bool = True,
+        pin_memory: bool = False,
+        probe: bool = False,
+    ) -> None:
+        super().__init__(batch_size, num_workers, seed, val_batch_size, drop_last, pin_memory)
+        if channels != 3:
+            raise ConfigError("data.channels", f"video folders are decoded as RGB (3 channels), got {channels}")
+        self.name = name
+        if root is None or str(root).strip() == "":
+            raise ConfigError("data.root", "is not set; expected a folder of videos or frame folders")
+        extensions = tuple(str(e) for e in extensions)
+        entries = list_videos(root, extensions, key="data.root")
+        if val_root is not None:
+            val_entries = list_videos(val_root, extensions, key="data.val_root")
+            train_entries = entries
+        else:
+            train_entries, val_entries = self._split(entries, val_fraction)
+        if val_max_clips is not None and _positive("data.val_max_clips", val_max_clips) < len(val_entries):
+            keep = np.random.default_rng([self.seed, 3]).permutation(len(val_entries))[:val_max_clips]
+            val_entries = [val_entries[i] for i in sorted(keep.tolist())]
+
+        classes: list[str] | None = None
+        if class_from_folder:
+            classes = sorted({e.group for e in train_entries if e.group})
+            stray = [e for e in val_entries if e.group not in classes]
+            if stray:
+                key = "data.val_root" if val_root is not None else "data.root"
+                raise ConfigError(key, f"'{stray[0].path}' is not in a known class folder {classes}")
+        found = len(classes) if classes is not None else 0
+        if num_classes is not None and int(num_classes) != found:
+            raise ConfigError(
+                "data.num_classes",
+                f"is {num_classes} but {found} class folders were found under '{root}'"
+                + ("" if class_from_folder else " (class_from_folder is false)"),
+            )
+        if self.drop_last and len(train_entries) < self.batch_size:
+            raise ConfigError(
+                "data.batch_size",
+                f"{len(train_entries)} training videos under '{root}' make no full batch of {self.batch_size}",
+            )
+        common = {
+            "root": root,
+            "num_frames": _positive("data.num_frames", num_frames),
+            "frame_stride": _positive("data.frame_stride", frame_stride),
+            "resolution": _positive("data.resolution", resolution),
+            "class_from_folder": bool(class_from_folder),
+            "extensions": extensions,
+            "seed": self.seed,
+            "classes": classes,
+            "probe": bool(probe),
+        }
+        self.train_set = VideoFolderDataset(
+            entries=train_entries, hflip=bool(hflip), random_offset=True, **common
+        )
+        self.val_set = VideoFolderDataset(entries=val_entries, hflip=False, random_offset=False, **common)
+
+    def _split(
+        self, entries: list[VideoEntry], val_fraction: float
+    ) -> tuple[list[VideoEntry], list[VideoEntry]]:
+        fraction = float(val_fraction)
+        if not 0.0 < fraction < 1.0:
+            raise ConfigError(
+                "data.val_fraction", f"must be in (0, 1) when data.val_root is unset, got {val_fraction}"
+            )
+        num_val = max(1, round(fraction * len(entries)))
+        if num_val >= len(entries):
+            raise ConfigError(
+                "data.val_fraction",
+                f"{len(entries)} videos cannot be split into train and val with val_fraction={val_fraction}",
+            )
+        order = np.random.default_rng([self.seed, 1]).permutation(len(entries))
+        val_ids = set(order[:num_val].tolist())
+        train = [e for i, e in enumerate(entries) if i not in val_ids]
+        val = [e for i, e in enumerate(entries) if i in val_ids]
+        return train, val
+
+    @property
+    def num_classes(self) -> int:
+        return self.train_set.num_classes
+
+    @property
+    def class_names(self) -> list[str]:
+        return list(self.train_set.class_names)
+
+    def _val_label(self, index: int) -> int:
+        return self.val_set.labels[index]

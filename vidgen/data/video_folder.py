@@ -1,0 +1,331 @@
+"""Real videos from a folder tree (UCF101, FaceForensics, SkyTimelapse, Taichi-HD style layouts).
+
+A *video* is either a file with a video extension (decoded with PyAV) or a folder that directly holds frame
+images (``.png``/``.jpg``/``.jpeg``, ordered by sorted file name) -- SkyTimelapse and Taichi-HD are shipped
+as frame folders. The tree under ``root`` is walked recursively in sorted order, so the video list (and
+every index) is deterministic.
+
+Classes (``class_from_folder=True``) are the names of the top-level folders under ``root`` (for the usual
+``root/<class>/<video>.avi`` or ``root/<class>/<video>/<frames>.png`` layout this is the video's parent
+folder), sorted alphabetically; ``label`` is the position in that list.
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch.utils.data import Dataset
+
+from vidgen.config.errors import ConfigError
+from vidgen.io.video import VideoReadError, count_frames, read_image, read_video
+
+__all__ = [
+    "IMAGE_EXTENSIONS",
+    "VIDEO_EXTENSIONS",
+    "VideoEntry",
+    "VideoFolderDataset",
+    "clip_frame_indices",
+    "list_videos",
+    "resize_center_crop",
+]
+
+VIDEO_EXTENSIONS: tuple[str, ...] = (".mp4", ".avi", ".mkv", ".webm", ".mov")
+IMAGE_EXTENSIONS: tuple[str, ...] = (".png", ".jpg", ".jpeg")
+
+
+@dataclass(frozen=True)
+class VideoEntry:
+    """One video under a root.
+
+    Attributes:
+        path: the video file, or the folder holding its frames.
+        is_frame_folder: True when ``path`` is a folder of frame images.
+        group: the top-level folder under the root (the class name when classes come from folders), or
+            ``""`` for a video directly under the root.
+    """
+
+    path: Path
+    is_frame_folder: bool
+    group: str
+
+
+def _frame_files(folder: Path) -> list[Path]:
+    """Sorted frame images directly inside ``folder``."""
+    return sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file())
+
+
+def list_videos(
+    root: str | Path,
+    extensions: Sequence[str] = VIDEO_EXTENSIONS,
+    key: str = "data.root",
+) -> list[VideoEntry]:
+    """Recursively list the videos under ``root`` (files with ``extensions`` and frame folders), sorted.
+
+    Raises:
+        ConfigError: (with ``key``) when ``root`` is missing, not a folder, or holds no video.
+    """
+    root = Path(root).expanduser()
+    exts = tuple(e.lower() if e.startswith(".") else f".{e.lower()}" for e in extensions)
+    expected = (
+        f"video files ({', '.join(exts)}) or frame folders (folders of {', '.join(IMAGE_EXTENSIONS)} images)"
+    )
+    if not root.exists():
+        raise ConfigError(key, f"'{root}' does not exist; expected a folder holding {expected}")
+    if not root.is_dir():
+        raise ConfigError(key, f"'{root}' is not a folder; expected a folder holding {expected}")
+    entries: list[VideoEntry] = []
+    for dirpath, dirnames, filenames in os.walk(root, followlinks=True):
+        dirnames.sort()
+        folder = Path(dirpath)
+        relative = folder.relative_to(root).parts
+        names = sorted(filenames)
+        for name in names:
+            if Path(name).suffix.lower() in exts:
+                path = folder / name
+                group = relative[0] if relative else ""
+                entries.append(VideoEntry(path=path, is_frame_folder=False, group=group))
+        if any(Path(name).suffix.lower() in IMAGE_EXTENSIONS for name in names):
+            group = relative[0] if len(relative) > 1 else ""
+            entries.append(VideoEntry(path=folder, is_frame_folder=True, group=group))
+    if not entries:
+        raise ConfigError(key, f"no {expected} found under '{root}'")
+    return sorted(entries, key=lambda e: e.path.as_posix())
+
+
+def clip_frame_indices(
+    num_available: int, num_frames: int, stride: int, rng: np.random.Generator | None
+) -> list[int]:
+    """Frame indices of one clip: ``num_frames`` frames, every ``stride``-th, from a start offset.
+
+    The offset is uniform over all valid starts when ``rng`` is given, else the centred start. A video
+    shorter than the span ``(num_frames - 1) * stride + 1`` starts at 0 and is padded by repeating its last
+    frame (indices are clamped to ``num_available - 1``).
+    """
+    span = (num_frames - 1) * stride + 1
+    slack = max(0, num_available - span)
+    offset = int(rng.integers(slack + 1)) if rng is not None else slack // 2
+    return [min(offset + k * stride, max(0, num_available - 1)) for k in range(num_frames)]
+
+
+def resize_center_crop(frames: torch.Tensor, resolution: int) -> torch.Tensor:
+    """Resize the short side to ``resolution`` (bilinear, anti-aliased) and centre-crop a square.
+
+    Args:
+        frames: uint8 ``(F, H, W, C)``.
+
+    Returns:
+        float32 ``(C, F, resolution, resolution)`` in ``[-1, 1]``.
+    """
+    video = frames.permute(0, 3, 1, 2).float()  # (F, C, H, W)
+    h, w = video.shape[-2:]
+    scale = resolution / min(h, w)
+    size = (max(resolution, round(h * scale)), max(resolution, round(w * scale)))
+    if size != (h, w):
+        video = F.interpolate(video, size=size, mode="bilinear", antialias=True, align_corners=False)
+    top = (size[0] - resolution) // 2
+    left = (size[1] - resolution) // 2
+    video = video[:, :, top : top + resolution, left : left + resolution]
+    return video.div(127.5).sub(1.0).clamp(-1.0, 1.0).permute(1, 0, 2, 3).contiguous()
+
+
+class VideoFolderDataset(Dataset):
+    """Fixed-length clips from the videos under ``root``.
+
+    Items are ``{"video": (C, F, R, R) float32 in [-1, 1], "label": int (only with class_from_folder),
+    "index": int}`` with ``C = 3``, ``F = num_frames``, ``R = resolution``.
+
+    A clip takes ``num_frames`` frames every ``frame_stride``-th frame. With ``random_offset`` the start is
+    drawn from ``(seed, epoch, index)`` (call :meth:`set_epoch`; :class:`vidgen.data.loader.ResumableDataLoader`
+    does it), otherwise the clip is centred (evaluation). Videos shorter than the span are padded by
+    repeating their last frame. ``hflip`` mirrors a clip with probability 1/2, drawn from the same seed.
+
+    Unreadable or corrupt videos are never dropped silently: with ``probe=True`` every video is opened at
+    construction and the failures are left out with one warning giving their count and first names (see
+    ``probe_failures``); at read time a failing video is counted in ``num_failed_reads`` (per process: each
+    DataLoader worker counts its own), named in a warning, and the next index is returned instead (so the
+    item's ``"index"`` is the index actually read).
+
+    Args:
+        root: folder to walk (ignored when ``entries`` is given, except in messages).
+        num_frames: frames per clip (>= 1).
+        frame_stride: take every ``frame_stride``-th frame (>= 1).
+        resolution: output side; short side resized to it, then centre-cropped.
+        class_from_folder: emit ``label`` from the top-level folder under ``root``.
+        extensions: video file extensions to list.
+        hflip: random horizontal flip.
+        random_offset: random clip start (training) instead of the centred start.
+        seed: base seed of the per-item randomness.
+        entries: use these videos instead of listing ``root`` (the data module passes split subsets).
+        classes: class names (sorted) when ``class_from_folder``; default: the groups found in ``entries``.
+        probe: open every video at construction (slow for big datasets) to exclude unreadable ones early.
+    """
+
+    def __init__(
+        self,
+        root: str | Path,
+        num_frames: int = 16,
+        frame_stride: int = 1,
+        resolution: int = 64,
+        class_from_folder: bool = False,
+        extensions: Sequence[str] = VIDEO_EXTENSIONS,
+        hflip: bool = False,
+        random_offset: bool = True,
+        seed: int = 0,
+        entries: Sequence[VideoEntry] | None = None,
+        classes: Sequence[str] | None = None,
+        probe: bool = False,
+    ) -> None:
+        super().__init__()
+        if int(num_frames) < 1:
+            raise ConfigError("data.num_frames", f"must be >= 1, got {num_frames}")
+        if int(frame_stride) < 1:
+            raise ConfigError("data.frame_stride", f"must be >= 1, got {frame_stride}")
+        if int(resolution) < 1:
+            raise ConfigError("data.resolution", f"must be >= 1, got {resolution}")
+        if int(seed) < 0:
+            raise ConfigError("data.seed", f"must be >= 0, got {seed}")
+        self.root = Path(root).expanduser()
+        self.num_frames = int(num_frames)
+        self.frame_stride = int(frame_stride)
+        self.resolution = int(resolution)
+        self.class_from_folder = bool(class_from_folder)
+        self.hflip = bool(hflip)
+        self.random_offset = bool(random_offset)
+        self.seed = int(seed)
+        self.epoch = 0
+        self.entries = list(entries) if entries is not None else list_videos(self.root, extensions)
+        if not self.entries:
+            raise ConfigError("data.root", f"no videos selected under '{self.root}'")
+        self.class_names: list[str] = []
+        if self.class_from_folder:
+            self.class_names = (
+                sorted(classes) if classes is not None else sorted({e.group for e in self.entries})
+            )
+            loose = [e.path for e in self.entries if e.group == "" or e.group not in self.class_names]
+            if loose:
+                raise ConfigError(
+                    "data.class_from_folder",
+                    f"{len(loose)} videos are not inside a known class folder of '{self.root}' (e.g. "
+                    f"'{loose[0]}'); expected root/<class>/<video> with classes {self.class_names}",
+                )
+        self._frame_counts: dict[int, int] = {}
+        self.probe_failures: list[str] = []
+        if probe:
+            self._probe()
+        lookup = {name: i for i, name in enumerate(self.class_names)}
+        self._labels = [lookup[e.group] for e in self.entries] if self.class_from_folder else []
+        self.num_failed_reads = 0
+        self.failed_paths: list[str] = []
+
+    # ------------------------------------------------------------------------------------------- info
+    @property
+    def num_classes(self) -> int:
+        """Number of classes (0 without ``class_from_folder``)."""
+        return len(self.class_names)
+
+    @property
+    def labels(self) -> list[int]:
+        """Label of every item (empty without ``class_from_folder``); no decoding needed."""
+        return self._labels
+
+    def set_epoch(self, epoch: int) -> None:
+        """Select the epoch whose random offsets / flips are drawn."""
+        self.epoch = int(epoch)
+
+    def __len__(self) -> int:
+        return len(self.entries)
+
+    # ---------------------------------------------------------------------------------------- reading
+    def _num_available(self, entry: VideoEntry) -> int:
+        if entry.is_frame_folder:
+            return len(_frame_files(entry.path))
+        return count_frames(entry.path)
+
+    def _probe(self) -> None:
+        kept: list[VideoEntry] = []
+        for entry in self.entries:
+            try:
+                count = self._num_available(entry)
+                if count < 1:
+                    raise VideoReadError(entry.path, "no frames")
+            except (VideoReadError, OSError) as error:
+                self.probe_failures.append(f"{entry.path} ({error})")
+                continue
+            self._frame_counts[len(kept)] = count
+            kept.append(entry)
+        if self.probe_failures:
+            shown = "; ".join(self.probe_failures[:5])
+            warnings.warn(
+                f"VideoFolderDataset: {len(self.probe_failures)} of {len(self.entries)} videos under "
+                f"'{self.root}' are unreadable and left out: {shown}"
+                + (" ..." if len(self.probe_failures) > 5 else ""),
+                stacklevel=3,
+            )
+        if not kept:
+            raise ConfigError(
+                "data.root", f"none of the {len(self.entries)} videos under '{self.root}' is readable"
+            )
+        self.entries = kept
+
+    def _read_frames(self, entry: VideoEntry, indices: list[int]) -> torch.Tensor:
+        """uint8 ``(F, H, W, 3)`` frames at ``indices``."""
+        if not entry.is_frame_folder:
+            return read_video(entry.path, indices)
+        files = _frame_files(entry.path)
+        if not files:
+            raise VideoReadError(entry.path, "frame folder holds no images")
+        decoded: dict[int, torch.Tensor] = {}
+        for i in sorted(set(indices)):
+            try:
+                decoded[i] = read_image(files[min(i, len(files) - 1)])
+            except VideoReadError as error:
+                raise VideoReadError(entry.path, f"frame '{error.path.name}': {error.reason}") from error
+        shapes = {tuple(f.shape) for f in decoded.values()}
+        if len(shapes) > 1:
+            raise VideoReadError(entry.path, f"frames have different sizes {sorted(shapes)}")
+        return torch.stack([decoded[i] for i in indices])
+
+    def _load(self, index: int) -> torch.Tensor:
+        entry = self.entries[index]
+        rng = np.random.default_rng([self.seed, self.epoch, index])
+        available = self._frame_counts.get(index)
+        if available is None:
+            available = self._num_available(entry)
+        indices = clip_frame_indices(
+            available, self.num_frames, self.frame_stride, rng if self.random_offset else None
+        )
+        video = resize_center_crop(self._read_frames(entry, indices), self.resolution)
+        if self.hflip and rng.random() < 0.5:
+            video = video.flip(-1)
+        return video
+
+    def __getitem__(self, index: int) -> dict[str, torch.Tensor | int]:
+        index = int(index)
+        if not 0 <= index < len(self):
+            raise IndexError(f"index {index} out of range for {len(self)} videos")
+        for attempt in range(len(self)):
+            current = (index + attempt) % len(self)
+            entry = self.entries[current]
+            try:
+                video = self._load(current)
+            except (VideoReadError, OSError) as error:
+                self.num_failed_reads += 1
+                self.failed_paths.append(str(entry.path))
+                warnings.warn(
+                    f"VideoFolderDataset: skipping unreadable video ({error}); "
+                    f"{self.num_failed_reads} failed reads so far in this process",
+                    stacklevel=2,
+                )
+                continue
+            item: dict[str, torch.Tensor | int] = {"video": video, "index": current}
+            if self.class_from_folder:
+                item["label"] = self._labels[current]
+            return item
+        raise RuntimeError(f"none of the {len(self)} videos under '{self.root}' could be read")

@@ -1,0 +1,270 @@
+"""The generic LightningModule for latent / pixel video diffusion.
+
+It owns the training step, EMA, validation and sampling, and knows nothing of any one architecture: the
+denoiser, the frozen autoencoder, the conditioner and the diffusion process are handed in.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import torch
+from torch import nn
+
+from vidgen.autoencoders.base import FrameAutoencoder
+from vidgen.conditioning import Cond, Conditioner
+from vidgen.diffusion import GaussianDiffusion, build_sampler, guided_model_fn
+from vidgen.lit.ema import ema_decay_at, ema_update, make_ema_copy
+from vidgen.lit.seeding import step_generator
+
+# random streams of one training step
+_STREAM_TRAIN, _STREAM_VAL, _STREAM_SAMPLES = 0, 1, 2
+
+
+class NonFiniteLossError(RuntimeError):
+    """The training loss became NaN or Inf; training stops before any checkpoint of the broken state."""
+
+
+class VideoDiffusionModule(L.LightningModule):
+    """Train and sample a video diffusion model.
+
+    Args:
+        denoiser: ``forward(x (B,c,F,h,w), t (B,), cond) -> (B, c or 2c, F, h, w)``.
+        autoencoder: frozen frame-wise autoencoder (identity for pixel space).
+        conditioner: turns batches into :class:`Cond` (with condition dropout in training).
+        diffusion: the training diffusion process (schedule, parameterisation, loss).
+        video_shape: ``(C, F, H, W)`` of the generated videos in pixel space.
+        sampler: sampler config (``name``, ``steps``, ``eta``, ``order``, ``clip_x0``).
+        optim: AdamW settings (``lr``, ``weight_decay``, ``betas``, ``eps``).
+        ema: ``enabled``, ``decay``, ``warmup``.
+        samples: ``num_videos`` generated at each validation, ``fps``.
+        guidance_scale: classifier-free guidance scale for generated samples.
+        seed: base seed of the per-step random streams.
+        samples_dir: where validation samples are written as .mp4 (None: not written).
+        config: the resolved run config (plain dict), stored in every checkpoint.
+    """
+
+    def __init__(
+        self,
+        denoiser: nn.Module,
+        autoencoder: FrameAutoencoder,
+        conditioner: Conditioner,
+        diffusion: GaussianDiffusion,
+        video_shape: tuple[int, int, int, int],
+        sampler: dict[str, Any],
+        optim: dict[str, Any],
+        ema: dict[str, Any],
+        samples: dict[str, Any] | None = None,
+        guidance_scale: float = 1.0,
+        seed: int = 0,
+        samples_dir: str | Path | None = None,
+        config: dict[str, Any] | None = None,
+    ) -> None:
+        super().__init__()
+        self.denoiser = denoiser
+        self.autoencoder = autoencoder.requires_grad_(False)
+        self.conditioner = conditioner
+        self.diffusion = diffusion
+        self.video_shape = tuple(int(s) for s in video_shape)
+        self.latent_shape = autoencoder.latent_shape(self.video_shape)
+        self.sampler_cfg = dict(sampler)
+        self.optim_cfg = dict(optim)
+        self.ema_cfg = dict(ema)
+        self.samples_cfg = dict(samples or {"num_videos": 4, "fps": 8})
+        self.guidance_scale = float(guidance_scale)
+        self.seed = int(seed)
+        self.samples_dir = Path(samples_dir) if samples_dir else None
+        self.config = config
+        self.ema_denoiser = make_ema_copy(denoiser) if self.ema_cfg.get("enabled", True) else None
+        self._val_losses: list[torch.Tensor] = []
+
+    # ------------------------------------------------------------------ helpers
+    @property
+    def learn_sigma(self) -> bool:
+        return bool(self.diffusion.learn_sigma)
+
+    @property
+    def sampling_denoiser(self) -> nn.Module:
+        """EMA weights when kept (used for validation and sampling), else the training weights."""
+        return self.ema_denoiser if self.ema_denoiser is not None else self.denoiser
+
+    def num_denoiser_params(self, trainable_only: bool = True) -> int:
+        return sum(p.numel() for p in self.denoiser.parameters() if p.requires_grad or not trainable_only)
+
+    def _accumulation(self) -> int:
+        return int(self.trainer.accumulate_grad_batches) if self._trainer is not None else 1
+
+    def _diffusion_losses(
+        self, denoiser: nn.Module, batch: dict[str, Any], generator: torch.Generator, train: bool
+    ) -> dict[str, torch.Tensor]:
+        """Per-sample losses ``{loss, mse[, vb]}: (B,)`` of one batch, all randomness from ``generator``."""
+        video = batch["video"]
+        latents = self.autoencoder.encode(video, generator=None).detach()
+        cond = self.conditioner(batch, train=train, generator=generator).to(self.device)
+        batch_size = latents.shape[0]
+        t = torch.randint(0, self.diffusion.num_timesteps, (batch_size,), generator=generator).to(self.device)
+        noise = torch.randn(latents.shape, generator=generator, dtype=latents.dtype).to(self.device)
+        return self.diffusion.training_losses(lambda x, tt: denoiser(x, tt, cond), latents, t, noise=noise)
+
+    # ------------------------------------------------------------------ training
+    def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
+        accumulation = self._accumulation()
+        micro_step = self.global_step * accumulation + batch_idx % accumulation
+        generator = step_generator(self.seed, micro_step, self.global_rank, _STREAM_TRAIN)
+        losses = self._diffusion_losses(self.denoiser, batch, generator, train=True)
+        loss = losses["loss"].mean()
+        if not torch.isfinite(loss):
+            parts = ", ".join(f"{k}={v.mean().item():.4g}" for k, v in losses.items())
+            raise NonFiniteLossError(
+                f"training loss is not finite at step {self.global_step} ({parts}). Training stopped; no "
+                "checkpoint of this state was written. Lower optim.lr, enable trainer.gradient_clip_val, or "
+                "check the data (batch['video'] must be finite and in [-1, 1])."
+            )
+        batch_size = batch["video"].shape[0]
+        self.log("train/loss", loss, prog_bar=True, batch_size=batch_size)
+        for key, value in losses.items():
+            if key != "loss":
+                self.log(f"train/{key}", value.mean(), batch_size=batch_size)
+        return loss
+
+    def optimizer_step(self, *args: Any, **kwargs: Any) -> None:
+        """Optimizer step, then the EMA update, so that both are in place before any callback (checkpoints)
+        sees the step."""
+        super().optimizer_step(*args, **kwargs)
+        if self.ema_denoiser is not None:
+            decay = ema_decay_at(self.global_step, float(self.ema_cfg["decay"]), bool(self.ema_cfg["warmup"]))
+            ema_update(self.ema_denoiser, self.denoiser, decay)
+
+    def configure_optimizers(self) -> torch.optim.Optimizer:
+        params = [p for p in self.denoiser.parameters() if p.requires_grad]
+        return torch.optim.AdamW(
+            params,
+            lr=float(self.optim_cfg["lr"]),
+            weight_decay=float(self.optim_cfg.get("weight_decay", 0.0)),
+            betas=tuple(self.optim_cfg.get("betas", (0.9, 0.999))),
+            eps=float(self.optim_cfg.get("eps", 1e-8)),
+        )
+
+    # ------------------------------------------------------------------ validation
+    def validation_step(self, batch: dict[str, Any], batch_idx: int) -> None:
+        generator = step_generator(self.seed, batch_idx, 0, _STREAM_VAL)  # same noise at every validation
+        losses = self._diffusion_losses(self.sampling_denoiser, batch, generator, train=False)
+        batch_size = batch["video"].shape[0]
+        for key, value in losses.items():
+            self.log(
+                f"val/{key}", value.mean(), batch_size=batch_size, sync_dist=True, prog_bar=key == "loss"
+            )
+
+    def on_validation_epoch_end(self) -> None:
+        if self.trainer.sanity_checking or int(self.samples_cfg.get("num_videos", 0)) <= 0:
+            return
+        videos = self.generate(
+            int(self.samples_cfg["num_videos"]),
+            generator=step_generator(self.seed, 0, 0, _STREAM_SAMPLES),  # same noise at every validation
+        )
+        if self.trainer.is_global_zero:
+            self._publish_samples(videos, tag="samples", step=self.global_step)
+
+    def _publish_samples(self, videos: torch.Tensor, tag: str, step: int) -> None:
+        """Write ``videos (N, C, F, H, W)`` as .mp4 files + a grid and log them to TensorBoard."""
+        from vidgen.io.video import auto_scale, make_grid_video, video_to_uint8, write_mp4
+
+        fps = int(self.samples_cfg.get("fps", 8))
+        scale = auto_scale(videos.shape[-2], videos.shape[-1])
+        if self.samples_dir is not None:
+            folder = self.samples_dir / f"step_{step:07d}"
+            for i, video in enumerate(videos):
+                write_mp4(folder / f"sample_{i:03d}.mp4", video, fps=fps, scale=scale)
+            write_mp4(folder / "grid.mp4", make_grid_video(videos), fps=fps, scale=scale)
+        for logger in self.loggers:
+            experiment = getattr(logger, "experiment", None)
+            if hasattr(experiment, "add_video"):
+                frames = torch.stack([torch.as_tensor(video_to_uint8(v)) for v in videos])  # N F H W C
+                frames = frames.permute(0, 1, 4, 2, 3)  # N F C H W
+                if scale > 1:
+                    frames = frames.repeat_interleave(scale, dim=-2).repeat_interleave(scale, dim=-1)
+                experiment.add_video(tag, frames, global_step=step, fps=fps)
+
+    # ------------------------------------------------------------------ sampling
+    @torch.no_grad()
+    def generate(
+        self,
+        num_videos: int,
+        *,
+        generator: torch.Generator | None = None,
+        labels: torch.Tensor | None = None,
+        captions: list[str] | None = None,
+        guidance_scale: float | None = None,
+        sampler: dict[str, Any] | None = None,
+        batch_size: int | None = None,
+        progress: bool = False,
+    ) -> torch.Tensor:
+        """Generate ``num_videos`` videos ``(N, C, F, H, W)`` in [-1, 1] with the EMA weights.
+
+        Args:
+            generator: CPU generator for the start noise and the sampler's noise (reproducible samples).
+            labels: ``(N,)`` class labels for class-conditional models (default: classes cycled).
+            captions: ``N`` captions for text-conditional models.
+            guidance_scale: classifier-free guidance scale (default: the module's).
+            sampler: sampler config overriding the module's (``name``, ``steps``, ...).
+            batch_size: videos per sampling batch (default: all at once).
+        """
+        scale = self.guidance_scale if guidance_scale is None else float(guidance_scale)
+        if scale != 1.0 and not self.conditioner.supports_guidance:
+            raise ValueError(
+                f"guidance_scale={scale} needs a conditional model trained with condition dropout "
+                "(conditioner.drop_prob > 0); use guidance_scale=1 for this model"
+            )
+        sampler_obj = build_sampler(self.diffusion, **(sampler or self.sampler_cfg))
+        denoiser = self.sampling_denoiser
+        was_training = denoiser.training
+        denoiser.eval()
+        generator = generator if generator is not None else torch.Generator().manual_seed(self.seed)
+        cond_all = self.conditioner.for_sampling(
+            num_videos, device=self.device, labels=labels, captions=captions
+        )
+        batch_size = batch_size or num_videos
+        videos = []
+        for start in range(0, num_videos, batch_size):
+            index = slice(start, min(start + batch_size, num_videos))
+            n = index.stop - index.start
+            cond: Cond = cond_all.select(index)
+            model_fn = guided_model_fn(
+                denoiser, cond, self.conditioner.null(n, self.device), scale, self.learn_sigma
+            )
+            noise = torch.randn((n, *self.latent_shape), generator=generator).to(self.device)
+            latents = sampler_obj.sample(
+                model_fn, noise.shape, noise=noise, generator=generator, progress=progress
+            )
+            videos.append(self.autoencoder.decode(latents).clamp(-1, 1).float().cpu())
+        denoiser.train(was_training)
+        return torch.cat(videos, dim=0)
+
+    # ------------------------------------------------------------------ checkpoints
+    def _frozen_prefixes(self) -> list[str]:
+        """State-dict prefixes of frozen, user-provided weights that checkpoints do not duplicate."""
+        prefixes = ["autoencoder."]
+        if not any(p.requires_grad for p in self.conditioner.parameters()):
+            prefixes.append("conditioner.")
+        return prefixes
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        prefixes = tuple(self._frozen_prefixes())
+        state = checkpoint["state_dict"]
+        for key in [k for k in state if k.startswith(prefixes)]:
+            del state[key]
+        checkpoint["vidgen_config"] = self.config
+        checkpoint["vidgen_num_denoiser_params"] = self.num_denoiser_params()
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        restore_frozen_weights(self, checkpoint["state_dict"])
+
+
+def restore_frozen_weights(module: VideoDiffusionModule, state: dict[str, torch.Tensor]) -> None:
+    """Put the module's own frozen weights (autoencoder, frozen conditioner) back into a checkpoint state."""
+    prefixes = tuple(module._frozen_prefixes())
+    for key, value in module.state_dict().items():
+        if key.startswith(prefixes) and key not in state:
+            state[key] = value
