@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import sys
 import time
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +26,10 @@ from vidgen.lit.build import build_module
 from vidgen.lit.callbacks import InterruptCheckpoint
 
 CONFIG_DIR = str(Path(__file__).resolve().parent.parent / "conf")
+
+# The frozen EMA twin and autoencoder are in eval mode on purpose; Lightning's notice about it is noise.
+warnings.filterwarnings("ignore", message=r".*module\(s\) in eval mode.*")
+warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\).*")
 
 
 def resolve_ckpt_path(value: str | None, run_dir: Path, runs_root: Path) -> Path | None:

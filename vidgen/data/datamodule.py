@@ -253,7 +253,9 @@ class VideoFolderDataModule(_ClipDataModule):
     ) -> None:
         super().__init__(batch_size, num_workers, seed, val_batch_size, drop_last, pin_memory)
         if channels != 3:
-            raise ConfigError("data.channels", f"video folders are decoded as RGB (3 channels), got {channels}")
+            raise ConfigError(
+                "data.channels", f"video folders are decoded as RGB (3 channels), got {channels}"
+            )
         self.name = name
         if root is None or str(root).strip() == "":
             raise ConfigError("data.root", "is not set; expected a folder of videos or frame folders")

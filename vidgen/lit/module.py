@@ -100,6 +100,7 @@ class VideoDiffusionModule(L.LightningModule):
         self, denoiser: nn.Module, batch: dict[str, Any], generator: torch.Generator, train: bool
     ) -> dict[str, torch.Tensor]:
         """Per-sample losses ``{loss, mse[, vb]}: (B,)`` of one batch, all randomness from ``generator``."""
+        self.diffusion.to(self.device)  # no-op once the tables live on this device
         video = batch["video"]
         latents = self.autoencoder.encode(video, generator=None).detach()
         cond = self.conditioner(batch, train=train, generator=generator).to(self.device)
@@ -217,6 +218,7 @@ class VideoDiffusionModule(L.LightningModule):
                 f"guidance_scale={scale} needs a conditional model trained with condition dropout "
                 "(conditioner.drop_prob > 0); use guidance_scale=1 for this model"
             )
+        self.diffusion.to(self.device)
         sampler_obj = build_sampler(self.diffusion, **(sampler or self.sampler_cfg))
         denoiser = self.sampling_denoiser
         was_training = denoiser.training
