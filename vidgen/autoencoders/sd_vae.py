@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import torch
 from einops import rearrange
+from safetensors.torch import load_file as safetensors_load
 
 from vidgen.autoencoders.base import FrameAutoencoder
 from vidgen.config.errors import ConfigError
@@ -13,35 +15,50 @@ from vidgen.config.errors import ConfigError
 _WEIGHT_NAMES = ("diffusion_pytorch_model.safetensors", "diffusion_pytorch_model.bin")
 
 
-def _resolve_vae_folder(path: Path, subfolder: str | None) -> Path:
-    """Find the diffusers folder holding the VAE, or fail naming what is missing."""
-    folder = path / subfolder if subfolder else path
+def _missing(path: Path, what: str) -> ConfigError:
+    return ConfigError(
+        "autoencoder.path",
+        f"{what} '{path}' not found. autoencoder.path must name a local Stable Diffusion VAE: a diffusers folder "
+        "(config.json + diffusion_pytorch_model.safetensors, e.g. a copy of stabilityai/sd-vae-ft-ema), a Stable "
+        "Diffusion folder with a vae/ sub-folder, or a .safetensors file in diffusers layout next to its "
+        "config.json. Nothing is downloaded.",
+    )
+
+
+def load_autoencoder_kl(path: Path, subfolder: str | None = None) -> Any:
+    """Load a diffusers ``AutoencoderKL`` from a local folder or file, failing with the missing file's name."""
+    from diffusers import AutoencoderKL
+
     if not path.exists():
-        raise ConfigError(
-            "autoencoder.path",
-            f"Stable Diffusion VAE not found at '{path}'. Point autoencoder.path at a local diffusers VAE folder "
-            "(config.json + diffusion_pytorch_model.safetensors), e.g. a copy of stabilityai/sd-vae-ft-ema, "
-            "or at a Stable Diffusion folder with autoencoder.subfolder=vae. Nothing is downloaded.",
+        raise _missing(path, "Stable Diffusion VAE")
+    if path.is_file():
+        config_dir = path.parent / subfolder if subfolder else path.parent
+        if not (config_dir / "config.json").is_file():
+            raise _missing(config_dir / "config.json", "the VAE's diffusers config")
+        model = AutoencoderKL.from_config(AutoencoderKL.load_config(str(config_dir)))
+        state = (
+            safetensors_load(str(path))
+            if path.suffix == ".safetensors"
+            else torch.load(path, weights_only=True)
         )
+        model.load_state_dict(state, strict=True)
+        return model
+    folder = path / subfolder if subfolder else path
     if not subfolder and not (folder / "config.json").exists() and (path / "vae" / "config.json").exists():
         folder = path / "vae"  # a whole Stable Diffusion pipeline folder
-    if not (folder / "config.json").exists():
-        raise ConfigError(
-            "autoencoder.path", f"'{folder / 'config.json'}' is missing (the VAE's diffusers config)"
-        )
-    if not any((folder / name).exists() for name in _WEIGHT_NAMES):
-        raise ConfigError(
-            "autoencoder.path",
-            f"no VAE weights in '{folder}': expected one of {', '.join(_WEIGHT_NAMES)}",
-        )
-    return folder
+    if not (folder / "config.json").is_file():
+        raise _missing(folder / "config.json", "the VAE's diffusers config")
+    if not any((folder / name).is_file() for name in _WEIGHT_NAMES):
+        raise _missing(folder / _WEIGHT_NAMES[0], "the VAE's weights")
+    return AutoencoderKL.from_pretrained(str(folder), local_files_only=True)
 
 
 class StableDiffusionVAE(FrameAutoencoder):
     """Frame-wise SD VAE: frames ride in the batch dimension; latents are scaled by ``scaling_factor``.
 
     Args:
-        path: local diffusers folder of the VAE (or a Stable Diffusion folder holding ``vae/``).
+        path: local diffusers folder of the VAE (or a Stable Diffusion folder holding ``vae/``), or a weights
+            file in diffusers layout (``.safetensors`` / ``.bin``) next to its ``config.json``.
         subfolder: sub-folder of ``path`` holding the VAE, if any.
         scaling_factor: latent scale (0.18215 for SD 1.x).
         sample_posterior: draw ``z ~ q(z|x)`` (Latte) instead of taking the posterior mean.
@@ -59,11 +76,9 @@ class StableDiffusionVAE(FrameAutoencoder):
         downsample: int = 8,
     ) -> None:
         super().__init__()
-        from diffusers import AutoencoderKL
-
-        folder = _resolve_vae_folder(Path(path), subfolder)
-        self.vae = AutoencoderKL.from_pretrained(str(folder), local_files_only=True)
+        self.vae = load_autoencoder_kl(Path(path), subfolder)
         self.vae.requires_grad_(False).eval()
+        folder = Path(path)
         self.latent_channels = int(self.vae.config.latent_channels)
         self.downsample = 2 ** (len(self.vae.config.block_out_channels) - 1)
         if self.latent_channels != latent_channels:

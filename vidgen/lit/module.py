@@ -102,7 +102,7 @@ class VideoDiffusionModule(L.LightningModule):
         """Per-sample losses ``{loss, mse[, vb]}: (B,)`` of one batch, all randomness from ``generator``."""
         self.diffusion.to(self.device)  # no-op once the tables live on this device
         video = batch["video"]
-        latents = self.autoencoder.encode(video, generator=None).detach()
+        latents = self.autoencoder.encode(video, generator=generator).detach()
         cond = self.conditioner(batch, train=train, generator=generator).to(self.device)
         batch_size = latents.shape[0]
         t = torch.randint(0, self.diffusion.num_timesteps, (batch_size,), generator=generator).to(self.device)
