@@ -67,14 +67,14 @@ def test_sd_vae_loads_from_disk_and_is_framewise(layout: str, tmp_path: Path) ->
 
 
 def test_sd_vae_missing_files_name_what_is_missing(tmp_path: Path) -> None:
-    with pytest.raises(ConfigError, match="autoencoder.path.*nowhere"):
+    with pytest.raises(ConfigError, match=r"autoencoder.path.*nowhere"):
         build_autoencoder("sd_vae", latent_channels=4, downsample=8, path=str(tmp_path / "nowhere"))
     (tmp_path / "empty").mkdir()
-    with pytest.raises(ConfigError, match="config.json"):
+    with pytest.raises(ConfigError, match=r"config.json"):
         build_autoencoder("sd_vae", latent_channels=4, downsample=8, path=str(tmp_path / "empty"))
     _tiny_vae().save_config(tmp_path / "noweights")
-    with pytest.raises(ConfigError, match="diffusion_pytorch_model.safetensors"):
+    with pytest.raises(ConfigError, match=r"diffusion_pytorch_model.safetensors"):
         build_autoencoder("sd_vae", latent_channels=4, downsample=2, path=str(tmp_path / "noweights"))
     _tiny_vae().save_pretrained(tmp_path / "ok")
-    with pytest.raises(ConfigError, match="autoencoder.downsample"):
+    with pytest.raises(ConfigError, match=r"autoencoder.downsample"):
         build_autoencoder("sd_vae", latent_channels=4, downsample=8, path=str(tmp_path / "ok"))

@@ -28,9 +28,9 @@ def test_class_conditioner_dropout_rate_and_null_class() -> None:
 
 
 def test_conditioner_config_errors() -> None:
-    with pytest.raises(ConfigError, match="conditioner.num_classes"):
+    with pytest.raises(ConfigError, match=r"conditioner.num_classes"):
         build_conditioner("class", num_classes=0, drop_prob=0.1)
-    with pytest.raises(ConfigError, match="conditioner.kind"):
+    with pytest.raises(ConfigError, match=r"conditioner.kind"):
         build_conditioner("text?", num_classes=0)
     assert build_conditioner("none")({"label": torch.tensor([1])}).is_empty
 
