@@ -44,9 +44,9 @@ class LatteSize(NamedTuple):
     num_heads: int
 
 
-#: Model sizes (paper Table 4; ``tiny`` is a CPU size for tests and smoke runs).
+#: Model sizes (paper Table 4; ``tiny`` is the CPU demo size: 4 blocks, hidden 96, 4 heads).
 LATTE_SIZES: dict[str, LatteSize] = {
-    "tiny": LatteSize(depth=4, hidden_size=128, num_heads=4),
+    "tiny": LatteSize(depth=4, hidden_size=96, num_heads=4),
     "S": LatteSize(depth=12, hidden_size=384, num_heads=6),
     "B": LatteSize(depth=12, hidden_size=768, num_heads=12),
     "L": LatteSize(depth=24, hidden_size=1024, num_heads=16),
