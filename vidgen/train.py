@@ -107,9 +107,6 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         "interrupted": interrupted,
         "metrics": {k: float(v) for k, v in trainer.callback_metrics.items()},
     }
-    if not interrupted and not trainer.fast_dev_run:
-        # the final state, whatever the checkpoint cadence: what ckpt_path=last and vidgen.sample pick up
-        trainer.save_checkpoint(str(checkpoints / "last.ckpt"))
     if interrupted:
         print(f"Stopped early. Resume with: python -m vidgen.train ckpt_path={checkpoints / 'last.ckpt'}")
         return summary

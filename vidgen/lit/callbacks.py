@@ -65,3 +65,20 @@ class InterruptCheckpoint(L.Callback):
         self.interrupted = True
         trainer.save_checkpoint(str(self.ckpt_path))
         rank_zero_info(f"Interrupted at step {trainer.global_step}: checkpoint written to {self.ckpt_path}")
+
+
+class FinalStepCheckpoint(L.Callback):
+    """Write ``<dirpath>/last.ckpt`` after the last training step (``trainer.max_steps``).
+
+    ModelCheckpoint saves only every N steps; this makes ``last.ckpt`` the final state whatever the cadence.
+    It saves from inside the training loop, where Lightning still records the data loader's position, so a
+    run resumed from it continues with exactly the batches an uninterrupted run would see.
+    """
+
+    def __init__(self, dirpath: str | Path, filename: str = "last") -> None:
+        self.dirpath = Path(dirpath)
+        self.filename = filename
+
+    def on_train_batch_end(self, trainer: L.Trainer, *args: Any, **kwargs: Any) -> None:
+        if 0 < trainer.max_steps <= trainer.global_step and not trainer.fast_dev_run:
+            trainer.save_checkpoint(str(self.dirpath / f"{self.filename}.ckpt"))
