@@ -19,6 +19,15 @@ from vidgen.diffusion.parameterization import prediction_to_x0_eps
 from vidgen.diffusion.respace import respace, space_timesteps
 
 
+def _randn(
+    shape: Sequence[int], generator: torch.Generator | None, device: torch.device | str | None, dtype: torch.dtype
+) -> torch.Tensor:
+    """Standard normal noise drawn on the generator's device (a CPU generator works for CUDA samples too),
+    then moved to ``device``."""
+    source = generator.device if generator is not None else device
+    return torch.randn(tuple(shape), generator=generator, device=source, dtype=dtype).to(device)
+
+
 class Sampler(ABC):
     """Base class: draws ``x_T`` and runs a reverse process with a model."""
 
@@ -62,7 +71,7 @@ class Sampler(ABC):
         if noise is None:
             if device is None:
                 device = generator.device if generator is not None else "cpu"
-            noise = torch.randn(shape, generator=generator, device=device, dtype=dtype)
+            noise = _randn(shape, generator, device, dtype)
         elif tuple(noise.shape) != shape:
             raise ValueError(f"noise shape {tuple(noise.shape)} != requested shape {shape}")
         return self._run(model_fn, noise, generator, progress)
@@ -111,7 +120,7 @@ class DDPMSampler(Sampler):
             t = _full_t(i, x)
             out = chain.p_mean_variance(model(x, t), x, t, clip_x0=self.clip_x0)
             if i > 0:
-                z = torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
+                z = _randn(x.shape, generator, x.device, x.dtype)
                 x = out["mean"] + torch.exp(0.5 * out["log_variance"]) * z
             else:
                 x = out["mean"]
@@ -154,7 +163,7 @@ class DDIMSampler(Sampler):
             direction = torch.sqrt((1.0 - ab_prev - sigma**2).clamp(min=0.0)) * pred_eps
             x = torch.sqrt(ab_prev) * pred_x0 + direction
             if i > 0 and self.eta > 0:
-                x = x + sigma * torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
+                x = x + sigma * _randn(x.shape, generator, x.device, x.dtype)
         return x
 
 
