@@ -5,6 +5,7 @@ Writes one .mp4 per video and a ``grid.mp4`` into the Hydra run directory (or ``
 
 from __future__ import annotations
 
+import json
 import sys
 import time
 from pathlib import Path
@@ -42,6 +43,9 @@ def sample(cfg: DictConfig) -> list[Path]:
         module.ema_denoiser = None
     module.to(pick_device(str(cfg.device)))
     labels = torch.tensor(list(cfg.labels)) if cfg.get("labels") is not None else None
+    num_classes = module.conditioner.num_classes
+    if num_classes and labels is None:
+        labels = torch.arange(int(cfg.num_videos)) % num_classes  # the classes in turn
     scale = cfg.guidance_scale if cfg.guidance_scale is not None else train_cfg.guidance_scale
 
     start = time.perf_counter()
@@ -62,6 +66,9 @@ def sample(cfg: DictConfig) -> list[Path]:
     for i, video in enumerate(videos):
         written.append(write_mp4(out_dir / f"sample_{i:03d}.mp4", video, fps=int(cfg.fps), scale=scale_px))
     written.append(write_mp4(out_dir / "grid.mp4", make_grid_video(videos), fps=int(cfg.fps), scale=scale_px))
+    if labels is not None:  # what each file was generated for (vidgen.evaluate reads it: class accuracy)
+        conditions = {"labels": {p.name: int(label) for p, label in zip(written, labels.tolist())}}
+        (out_dir / "conditions.json").write_text(json.dumps(conditions, indent=2))
     print(
         f"Wrote {len(videos)} videos + grid.mp4 to {out_dir} "
         f"({sampler_cfg['name']}, {sampler_cfg['steps']} steps, guidance {scale}, {seconds / len(videos):.2f} s/video)"

@@ -70,6 +70,32 @@ def _write_final_samples(module: Any, cfg: DictConfig, run_dir: Path) -> Path | 
     return folder
 
 
+def _evaluate_at_end(
+    module: Any, datamodule: Any, cfg: DictConfig, run_dir: Path, trainer: L.Trainer
+) -> dict:
+    """Run the configured ``metrics`` on the trained model; write ``metrics.json`` and log ``eval/*``."""
+    import json
+
+    from vidgen.evaluate import build_metrics, evaluate_model, format_table
+
+    settings = cfg.evaluation
+    metrics = build_metrics(cfg.metrics, module.device, settings.num_real, settings.num_fake)
+    result = evaluate_model(
+        module,
+        datamodule,
+        OmegaConf.to_container(cfg.data, resolve=True),
+        metrics,
+        cfg.paths.cache_dir,
+        batch_size=int(settings.batch_size),
+        seed=int(cfg.seed),
+    )
+    (run_dir / "metrics.json").write_text(json.dumps(result, indent=2, default=str))
+    for logger in trainer.loggers:
+        logger.log_metrics({f"eval/{k}": v for k, v in result["metrics"].items()}, step=trainer.global_step)
+    print(format_table(result["metrics"]))
+    return result["metrics"]
+
+
 def train(cfg: DictConfig) -> dict[str, Any]:
     """Validate the config, build data + module + trainer, fit, write final samples. Returns a summary."""
     validate_config(cfg)
@@ -113,6 +139,8 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     if trainer.is_global_zero and not trainer.fast_dev_run:
         samples = _write_final_samples(module, cfg, run_dir)
         summary["samples"] = str(samples) if samples else None
+        if cfg.evaluation.at_end:
+            summary["evaluation"] = _evaluate_at_end(module, datamodule, cfg, run_dir, trainer)
         print(
             f"Done in {seconds / 60:.1f} min ({trainer.global_step} steps). Samples: {samples}  "
             f"Checkpoints: {checkpoints}  TensorBoard: tensorboard --logdir {run_dir}"

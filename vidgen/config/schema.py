@@ -141,6 +141,22 @@ class AutoencoderSchema:
 
 
 @dataclass
+class EvaluationSchema:
+    at_end: bool = False
+    num_real: int | None = None
+    num_fake: int | None = None
+    batch_size: int = 16
+
+    def __post_init__(self) -> None:
+        _require(self.batch_size >= 1, "batch_size", "must be >= 1")
+        for name in ("num_real", "num_fake"):
+            value = getattr(self, name)
+            _require(
+                value is None or value >= 2, name, f"must be >= 2 (covariances need two clips), got {value}"
+            )
+
+
+@dataclass
 class TopLevelSchema:
     task_name: str = "train"
     seed: int = 0
@@ -159,6 +175,7 @@ NODE_SCHEMAS: dict[str, type] = {
     "sampler": SamplerSchema,
     "conditioner": ConditionerSchema,
     "autoencoder": AutoencoderSchema,
+    "evaluation": EvaluationSchema,
 }
 TARGET_NODES = ("model", "data", "trainer", "logger")
 
@@ -223,6 +240,8 @@ def validate_config(cfg: DictConfig) -> None:
             check_target_kwargs(cfg[key], key)
     for name, callback in (cfg.get("callbacks") or {}).items():
         check_target_kwargs(callback, f"callbacks.{name}")
+    for name, metric in (cfg.get("metrics") or {}).items():
+        check_target_kwargs(metric, f"metrics.{name}")
     _check_cross_keys(cfg)
 
 

@@ -180,6 +180,7 @@ class SyntheticDataModule(_ClipDataModule):
             raise ConfigError(
                 "data.train_clips", f"{train_clips} clips make no full batch of batch_size={self.batch_size}"
             )
+        self._common = common
         self.train_set = SyntheticVideoDataset(num_clips=train_clips, split="train", **common)
         self.val_set = SyntheticVideoDataset(
             num_clips=_positive("data.val_clips", val_clips), split="val", **common
@@ -199,6 +200,12 @@ class SyntheticDataModule(_ClipDataModule):
 
     def _val_label(self, index: int) -> int:
         return self.val_set.describe(index).label
+
+    def evaluation_dataset(self, num_clips: int) -> SyntheticVideoDataset:
+        """``num_clips`` real clips for evaluation metrics: the ``test`` split, disjoint from train and val."""
+        return SyntheticVideoDataset(
+            num_clips=_positive("num_clips", num_clips), split="test", **self._common
+        )
 
     def _val_caption(self, index: int) -> str:
         return self.val_set.describe(index).caption
@@ -300,6 +307,7 @@ class VideoFolderDataModule(_ClipDataModule):
             "classes": classes,
             "probe": bool(probe),
         }
+        self._common, self._all_entries = common, entries
         self.train_set = VideoFolderDataset(
             entries=train_entries, hflip=bool(hflip), random_offset=True, **common
         )
@@ -335,3 +343,11 @@ class VideoFolderDataModule(_ClipDataModule):
 
     def _val_label(self, index: int) -> int:
         return self.val_set.labels[index]
+
+    def evaluation_dataset(self, num_clips: int) -> VideoFolderDataset:
+        """``num_clips`` real clips for evaluation metrics, from every video under ``root`` (Latte uses UCF101's
+        train and test videos): a seeded permutation of the videos, repeated if more clips than videos are
+        asked for (repeats get other seeded offsets); no flips."""
+        order = np.random.default_rng([self.seed, 11]).permutation(len(self._all_entries))
+        entries = [self._all_entries[i] for i in np.resize(order, _positive("num_clips", num_clips))]
+        return VideoFolderDataset(entries=entries, hflip=False, random_offset=True, **self._common)

@@ -20,7 +20,10 @@ from vidgen.diffusion.respace import respace, space_timesteps
 
 
 def _randn(
-    shape: Sequence[int], generator: torch.Generator | None, device: torch.device | str | None, dtype: torch.dtype
+    shape: Sequence[int],
+    generator: torch.Generator | None,
+    device: torch.device | str | None,
+    dtype: torch.dtype,
 ) -> torch.Tensor:
     """Standard normal noise drawn on the generator's device (a CPU generator works for CUDA samples too),
     then moved to ``device``."""
