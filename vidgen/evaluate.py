@@ -16,7 +16,7 @@ from typing import Any
 
 import hydra
 import torch
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, OmegaConf, open_dict
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
@@ -33,15 +33,24 @@ from vidgen.train import CONFIG_DIR
 CONDITIONS_FILE = "conditions.json"
 
 
-def build_metrics(node: DictConfig, device: torch.device) -> dict[str, VideoMetric]:
-    """Instantiate every metric of the ``metrics`` node (name -> config with ``_target_``)."""
+def build_metrics(
+    node: DictConfig, device: torch.device, num_real: int | None = None, num_fake: int | None = None
+) -> dict[str, VideoMetric]:
+    """Instantiate every metric of the ``metrics`` node (name -> config with ``_target_``).
+
+    ``num_real`` / ``num_fake`` override the protocol counts of every metric that has them (quick checks);
+    ``device: auto`` becomes ``device``.
+    """
     if not node:
         raise ConfigError("metrics", "no metrics chosen; e.g. metrics=[fvd,fid] or metrics=synthetic")
     metrics = {}
     for name, metric_cfg in node.items():
-        kwargs = (
-            {"device": str(device)} if "device" in metric_cfg and metric_cfg.device in (None, "auto") else {}
-        )
+        kwargs: dict[str, Any] = {}
+        if "device" in metric_cfg and metric_cfg.device in (None, "auto"):
+            kwargs["device"] = str(device)
+        for key, value in (("num_real", num_real), ("num_fake", num_fake)):
+            if value is not None and key in metric_cfg:
+                kwargs[key] = int(value)
         metrics[str(name)] = instantiate_node(metric_cfg, **kwargs)
     return metrics
 
@@ -134,16 +143,19 @@ def run_evaluation(cfg: DictConfig) -> dict[str, Any]:
             "ckpt_path", "give exactly one of ckpt_path (generate) or fake_dir (read .mp4 files)"
         )
     device = pick_device(str(cfg.device))
-    metrics = build_metrics(cfg.metrics, device, cfg.num_real, cfg.num_fake)
-    files = check_required_files(metrics)  # before any sampling
-
     module, train_cfg = None, None
     if cfg.ckpt_path:
         from vidgen.lit.build import load_module_from_checkpoint
 
         module, train_cfg = load_module_from_checkpoint(cfg.ckpt_path)
         module.to(device)
-    data_cfg = cfg.get("data") or (train_cfg.data if train_cfg is not None else None)
+        if cfg.get("data") is None:  # real data and metric shapes follow the checkpoint's data config
+            with open_dict(cfg):
+                cfg.data = train_cfg.data
+    metrics = build_metrics(cfg.metrics, device, cfg.num_real, cfg.num_fake)
+    files = check_required_files(metrics)  # before any sampling
+
+    data_cfg = cfg.get("data")
 
     num_real_needed = max([m.num_real_wanted for m in metrics.values() if m.needs_real] or [0])
     num_fake_needed = max(m.num_fake_wanted for m in metrics.values())

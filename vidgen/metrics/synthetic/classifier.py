@@ -52,6 +52,7 @@ __all__ = [
     "SyntheticVideoClassifier",
     "classifier_settings",
     "default_cache_dir",
+    "generator_kwargs",
     "load_or_train_classifier",
     "resolve_device",
     "synthetic_clips",
@@ -102,8 +103,9 @@ def resolve_device(device: str | torch.device | None) -> torch.device:
 
 
 # ------------------------------------------------------------------------------------------------ data
-def _data_kwargs(data: Mapping[str, Any] | None) -> dict[str, Any]:
-    """Validated dataset keyword arguments (lists for sequences, so they hash and compare as JSON)."""
+def generator_kwargs(data: Mapping[str, Any] | None) -> dict[str, Any]:
+    """Validated dataset keyword arguments (lists for sequences, so they hash and compare as JSON; ``None``
+    values dropped); ``ValueError`` for keys outside :data:`DATA_KEYS`."""
     data = dict(data or {})
     unknown = sorted(set(data) - set(DATA_KEYS))
     if unknown:
@@ -126,7 +128,7 @@ def synthetic_dataset(
         resolution=resolution,
         channels=3,
         split=split,
-        **_data_kwargs(data),
+        **generator_kwargs(data),
     )
 
 
@@ -276,9 +278,19 @@ def classifier_settings(
         "num_frames": int(num_frames),
         "resolution": int(resolution),
         "seed": int(seed),
-        "data": _data_kwargs(data),
+        "data": _resolved_data(num_frames, resolution, data),
         "training": merged,
     }
+
+
+def _resolved_data(num_frames: int, resolution: int, data: Mapping[str, Any] | None) -> dict[str, Any]:
+    """Every generator setting, defaults filled in (so equal settings give equal cache keys however given)."""
+    dataset = synthetic_dataset(1, num_frames, resolution, "train", data)
+    resolved = {}
+    for key in DATA_KEYS:
+        value = getattr(dataset, key)
+        resolved[key] = list(value) if isinstance(value, tuple) else value
+    return resolved
 
 
 def _build(settings: Mapping[str, Any], num_classes: int) -> SyntheticVideoClassifier:
@@ -415,7 +427,7 @@ def load_or_train_classifier(
 
     Returns:
         ``(model, report)``: the model in eval mode on ``device`` (no gradients); the report of the training
-        run plus ``cache`` (``"hit"`` or ``"trained"``) and ``path``.
+        run plus ``cache`` (``"hit"`` or ``"trained"``) and ``path``. Training always runs on the CPU.
     """
     settings = classifier_settings(num_frames, resolution, seed, data, **training)
     path = _cache_path(cache_dir if cache_dir is not None else default_cache_dir(), settings)

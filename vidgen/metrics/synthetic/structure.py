@@ -15,8 +15,8 @@ measures, per clip:
   are plausible;
 * a plausible blob's colour *matches* when the mean colour of its core (pixels at least 75% as far from the
   background as its farthest pixel) lies within ``colour_tolerance`` (RGB units, 0-255) of a palette colour's
-  mixing line ``background + a (colour - background)`` with ``a >= 0.5`` (so partly covered edge pixels and
-  small objects without a fully covered pixel still match their colour).
+  mixing line ``background + a (colour - background)`` with ``a >= 0.7`` (so small objects without a fully
+  covered pixel still match their colour; real clips have ``a >= 0.85``, dimmer objects do not match).
 
 **Motion** (per track of per-frame centroids, so shuffled frames show): with one object per clip, the track is
 the largest plausible blob of each frame that has a plausible object; with several, one track per palette
@@ -26,13 +26,18 @@ the rendered centre of the generator's anti-aliased shapes to a few hundredths o
 centroid in at least ``track_fraction`` of the frames (and >= 3); it is then fitted with each motion kind of the
 generator and the best fit's RMS distance (px) is its residual:
 
-* constant velocity with wall bounces, per axis: a line, or a "V" (one elastic bounce at a free time) whose
-  apex lies where the object touches the frame border; per-axis speed at most ``1.5 x`` the largest speed;
-  ``static`` is the zero-velocity case. (Two bounces on one axis in one clip need more than two wall-to-wall
-  traversals, i.e. clips longer than about 20 frames at the default speeds; they are not modelled.)
+* constant velocity with wall bounces, per axis: a line, or a zigzag with one or two elastic bounces at free
+  times, each where the object comes within 2 px (plus the distance travelled to the nearest frame) of the frame
+  border, alternating between the two borders; per-axis speed at most ``1.5 x`` the largest speed; ``static``
+  is the zero-velocity case. (Three bounces on one axis need two full wall-to-wall traversals inside the clip,
+  i.e. clips longer than about 30 frames at the default speeds; they are not modelled.)
 * ``circle``: ``centre + r (cos, sin)(theta0 + omega t)``, clockwise on screen (``omega > 0``), with ``omega``
-  on a grid over ``[0.5, 1.5] x`` the generator's angular-speed range and ``r`` within ``[0.6, 1.4] x`` its
-  orbit radius range.
+  on a grid over ``[0.5, 1.5] x`` the generator's angular-speed range (refined around the best value) and
+  ``r`` within ``[0.6, 1.4] x`` its orbit radius range.
+
+With several objects per clip, each plausible blob is first split by nearest palette colour (so touching
+objects separate), and frames where a track's object is partly hidden (area under 80% of its median) are left
+out of its fit; occlusion still makes real multi-object clips score slightly below 1.
 
 A track is *consistent* when its residual is at most ``motion_tolerance x R`` pixels (``R`` = frame size).
 Clips without any track count as one inconsistent track.
@@ -52,6 +57,27 @@ from vidgen.data.synthetic import PALETTE
 __all__ = ["ClipStructure", "StructureAnalyzer"]
 
 _EIGHT = np.ones((3, 3), dtype=bool)
+
+
+def _bounce_times(t: np.ndarray) -> np.ndarray:
+    """Candidate bounce times ``(G, 2)`` inside the span of ``t`` (sorted): one bounce on a 1/8-frame grid
+    (second column NaN), two bounces on a 1/4-frame grid."""
+    ones = np.linspace(t[0], t[-1], round(8 * (t[-1] - t[0])) + 1)[1:-1]
+    twos = np.linspace(t[0], t[-1], round(4 * (t[-1] - t[0])) + 1)[1:-1]
+    first, second = np.triu_indices(twos.size, k=1)
+    a = np.concatenate([ones, twos[first]])
+    b = np.concatenate([np.full(ones.size, np.nan), twos[second]])
+    return np.stack([a, b], axis=1)
+
+
+def _refined_bounce_times(t: np.ndarray, apex: np.ndarray) -> np.ndarray:
+    """A finer grid of bounce times around one candidate (``(2,)``, second NaN for one bounce)."""
+    if np.isnan(apex[1]):
+        a = np.linspace(apex[0] - 1 / 8, apex[0] + 1 / 8, 33)
+        return np.stack([a, np.full_like(a, np.nan)], axis=1)
+    a, b = np.meshgrid(*(np.linspace(x - 1 / 4, x + 1 / 4, 17) for x in apex), indexing="ij")
+    keep = a < b
+    return np.stack([a[keep], b[keep]], axis=1)
 
 
 @dataclass
@@ -143,12 +169,40 @@ class StructureAnalyzer:
         lengths = (self.directions**2).sum(axis=1)
         alpha = np.clip(self.directions @ offset / lengths, 0.0, 1.0)
         residual = np.linalg.norm(offset[None] - alpha[:, None] * self.directions, axis=1)
-        residual = np.where(alpha >= 0.5, residual, np.inf)
+        residual = np.where(alpha >= 0.7, residual, np.inf)
         best = int(np.argmin(residual))
         return best if residual[best] <= self.colour_tolerance else -1
 
+    def _nearest_colours(self, pixels: np.ndarray) -> np.ndarray:
+        """Index of the palette mixing line nearest to each ``(..., 3)`` RGB value."""
+        offset = pixels - self.background
+        lengths = (self.directions**2).sum(axis=1)
+        alpha = np.clip(offset @ self.directions.T / lengths, 0.0, 1.0)  # (..., K)
+        residual = np.linalg.norm(offset[..., None, :] - alpha[..., None] * self.directions, axis=-1)
+        return residual.argmin(axis=-1)
+
+    def _blob(self, frame: np.ndarray, dist: np.ndarray, mask: np.ndarray, free: np.ndarray) -> _Blob:
+        """Area, centroid, box and colour of the pixels in ``mask``; the centroid also weighs the ring of
+        ``free`` (background) pixels around it, which hold the anti-aliased edge."""
+        values = dist[mask]
+        core = frame[mask][values >= 0.75 * values.max()]
+        grown = ndimage.binary_dilation(mask, structure=_EIGHT) & (free | mask)
+        weights = np.where(grown, dist, 0.0)
+        total = weights.sum()
+        ys, xs = np.nonzero(mask)
+        return _Blob(
+            area=int(mask.sum()),
+            centroid=(
+                float((weights.sum(axis=0) * np.arange(weights.shape[1])).sum() / total),
+                float((weights.sum(axis=1) * np.arange(weights.shape[0])).sum() / total),
+            ),
+            bbox=(int(xs.min()), int(xs.max()), int(ys.min()), int(ys.max())),
+            colour=self._colour_of(core.mean(axis=0)),
+        )
+
     def _frame_blobs(self, frame: np.ndarray, dist: np.ndarray, resolution: int) -> tuple[bool, list[_Blob]]:
-        """Whether the frame has a plausible object, and its plausible blobs."""
+        """Whether the frame has a plausible object, and the objects of its plausible blobs (with several
+        objects per clip, each blob is split by nearest palette colour, so touching objects separate)."""
         speck, lowest, highest = self.area_bounds(resolution)
         labels, count = ndimage.label(dist > self.threshold, structure=_EIGHT)
         if count == 0:
@@ -157,27 +211,17 @@ class StructureAnalyzer:
         kept = [i + 1 for i in range(count) if areas[i] >= speck]
         plausible = [i for i in kept if lowest <= areas[i - 1] <= highest]
         present = 1 <= len(kept) <= self.max_objects and len(plausible) == len(kept)
+        free = labels == 0
         blobs = []
         for index in plausible:
             mask = labels == index
-            values = dist[mask]
-            core = frame[mask][values >= 0.75 * values.max()]
-            grown = ndimage.binary_dilation(mask, structure=_EIGHT) & ((labels == 0) | mask)
-            weights = np.where(grown, dist, 0.0)
-            total = weights.sum()
-            ys, xs = np.nonzero(mask)
-            centroid = (
-                float((weights.sum(axis=0) * np.arange(weights.shape[1])).sum() / total),
-                float((weights.sum(axis=1) * np.arange(weights.shape[0])).sum() / total),
-            )
-            blobs.append(
-                _Blob(
-                    area=int(areas[index - 1]),
-                    centroid=centroid,
-                    bbox=(int(xs.min()), int(xs.max()), int(ys.min()), int(ys.max())),
-                    colour=self._colour_of(core.mean(axis=0)),
-                )
-            )
+            if self.max_objects == 1:
+                blobs.append(self._blob(frame, dist, mask, free))
+                continue
+            nearest = np.where(mask, self._nearest_colours(frame), -1)
+            groups = [(nearest == k) for k in np.unique(nearest[mask])]
+            parts = [g for g in groups if g.sum() >= speck] or [mask]
+            blobs.extend(self._blob(frame, dist, part, free) for part in parts)
         return present, blobs
 
     # ------------------------------------------------------------------------------------------- motion
@@ -193,41 +237,67 @@ class StructureAnalyzer:
     def _axis_fit(
         self, t: np.ndarray, p: np.ndarray, lows: np.ndarray, highs: np.ndarray, resolution: int, vmax: float
     ) -> float:
-        """Smallest squared error of a line or a one-bounce "V" on one axis (see the module docstring)."""
-        n = t.size
+        """Smallest squared error of elastic bouncing at constant speed on one axis: a line (no bounce) or a
+        zigzag ``p = w + s z(t)`` with one or two bounces, each at the frame border (see the module docstring)."""
         # line, speed clamped to vmax
         tc = t - t.mean()
         v = float((tc * (p - p.mean())).sum() / max((tc * tc).sum(), 1e-12))
         v = max(-vmax, min(vmax, v))
         best = float((((p - p.mean()) - v * tc) ** 2).sum())
-        if n < 3:
+        if t.size < 3 or t[-1] - t[0] < 1:
             return best
-        # V: p = w + s |t - tau|, tau strictly inside the observed time span
-        taus = np.linspace(t[0], t[-1], int(8 * (t[-1] - t[0])) + 1)[1:-1]
-        if taus.size == 0:
-            return best
-        a = np.abs(t[None, :] - taus[:, None])  # (G, n)
-        sa, saa = a.sum(axis=1), (a * a).sum(axis=1)
-        sp, sap = p.sum(), (a * p[None]).sum(axis=1)
-        det = n * saa - sa * sa
-        ok = det > 1e-9
-        det = np.where(ok, det, 1.0)
-        s = (n * sap - sa * sp) / det
-        w = (sp - s * sa) / n
-        sse = ((w[:, None] + s[:, None] * a - p[None]) ** 2).sum(axis=1)
-        nearest = np.abs(t[None, :] - taus[:, None]).argmin(axis=1)
-        gap = np.abs(t[nearest] - taus)
-        margin = 1.0 + np.abs(s) * gap
-        at_wall = np.where(s > 0, lows[nearest] <= margin, highs[nearest] >= resolution - 1 - margin)
-        admissible = ok & (np.abs(s) <= vmax) & at_wall
-        if admissible.any():
-            best = min(best, float(sse[admissible].min()))
+        apexes = _bounce_times(t)
+        sse = self._zigzag_errors(t, p, apexes, lows, highs, resolution, vmax)
+        index = int(np.argmin(sse))
+        if np.isfinite(sse[index]):
+            fine = _refined_bounce_times(t, apexes[index])
+            refined = self._zigzag_errors(t, p, fine, lows, highs, resolution, vmax)
+            best = min(best, float(sse[index]), float(refined.min()))
         return best
 
-    def _circle_fit(self, t: np.ndarray, xy: np.ndarray, resolution: int) -> float:
-        """Smallest squared error of a clockwise orbit with the generator's radius and angular-speed range."""
-        r_low, r_high, omega_low, omega_high = self._orbit_ranges(resolution)
-        omegas = np.linspace(max(0.5 * omega_low, 1e-3), 1.5 * omega_high, 96)
+    @staticmethod
+    def _zigzag_errors(
+        t: np.ndarray,
+        p: np.ndarray,
+        apexes: np.ndarray,
+        lows: np.ndarray,
+        highs: np.ndarray,
+        resolution: int,
+        vmax: float,
+    ) -> np.ndarray:
+        """Squared errors ``(G,)`` of ``p = w + s z(t)``, ``z = |t - a| - 2 max(0, t - b)`` (unit-speed zigzag
+        with bounces at ``apexes[:, 0] = a`` and ``apexes[:, 1] = b``, NaN: none); inf where the speed exceeds
+        ``vmax`` or a bounce is not at the frame border."""
+        a, b = apexes[:, 0], apexes[:, 1]
+        zig = np.abs(t[None, :] - a[:, None]) - 2.0 * np.maximum(
+            0.0, t[None, :] - np.nan_to_num(b, nan=np.inf)[:, None]
+        )
+        n = t.size
+        sz, szz = zig.sum(axis=1), (zig * zig).sum(axis=1)
+        sp, szp = p.sum(), zig @ p
+        det = n * szz - sz * sz
+        ok = det > 1e-9
+        det = np.where(ok, det, 1.0)
+        s = (n * szp - sz * sp) / det
+        w = (sp - s * sz) / n
+        sse = ((w[:, None] + s[:, None] * zig - p[None]) ** 2).sum(axis=1)
+        admissible = ok & (np.abs(s) <= vmax)
+        # the first apex is a minimum (lower wall) when s > 0; the next one is at the opposite wall
+        for k in range(2):
+            tau = apexes[:, k]
+            has = ~np.isnan(tau)
+            tau = np.where(has, tau, t[0])
+            nearest = np.abs(t[None, :] - tau[:, None]).argmin(axis=1)
+            margin = 2.0 + np.abs(s) * np.abs(t[nearest] - tau)
+            lower = (s > 0) if k == 0 else (s < 0)
+            at_wall = np.where(lower, lows[nearest] <= margin, highs[nearest] >= resolution - 1 - margin)
+            admissible &= at_wall | ~has
+        return np.where(admissible, sse, np.inf)
+
+    @staticmethod
+    def _orbit_errors(t: np.ndarray, xy: np.ndarray, omegas: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Least-squares orbit ``centre + r (cos, sin)(theta0 + omega t)`` for each ``omega``: squared errors
+        ``(G,)`` and radii ``(G,)`` (the model is linear in centre, ``r cos theta0``, ``r sin theta0``)."""
         cos = np.cos(omegas[:, None] * t[None])  # (G, n)
         sin = np.sin(omegas[:, None] * t[None])
         ones, zeros = np.ones_like(cos), np.zeros_like(cos)
@@ -238,10 +308,25 @@ class StructureAnalyzer:
         target = np.concatenate([xy[:, 0], xy[:, 1]])  # (2n,)
         params = np.linalg.pinv(design) @ target  # (G, 4)
         fitted = np.einsum("gij,gj->gi", design, params)
-        sse = ((fitted - target[None]) ** 2).sum(axis=1)
-        radius = np.hypot(params[:, 2], params[:, 3])
-        admissible = (radius >= 0.6 * r_low) & (radius <= 1.4 * r_high)
-        return float(sse[admissible].min()) if admissible.any() else math.inf
+        return ((fitted - target[None]) ** 2).sum(axis=1), np.hypot(params[:, 2], params[:, 3])
+
+    def _circle_fit(self, t: np.ndarray, xy: np.ndarray, resolution: int) -> float:
+        """Smallest squared error of a clockwise orbit with the generator's radius and angular-speed range
+        (a coarse grid over ``omega``, then a fine one around the best admissible value)."""
+        r_low, r_high, omega_low, omega_high = self._orbit_ranges(resolution)
+        coarse = np.linspace(max(0.5 * omega_low, 1e-3), 1.5 * omega_high, 48)
+
+        def errors(omegas: np.ndarray) -> np.ndarray:
+            sse, radius = self._orbit_errors(t, xy, omegas)
+            return np.where((radius >= 0.6 * r_low) & (radius <= 1.4 * r_high), sse, np.inf)
+
+        sse = errors(coarse)
+        best = int(np.argmin(sse))
+        if not np.isfinite(sse[best]):
+            return math.inf
+        step = coarse[1] - coarse[0]
+        fine = np.linspace(max(coarse[best] - step, 1e-3), coarse[best] + step, 33)
+        return float(min(sse[best], errors(fine).min()))
 
     def fit_track(
         self, t: np.ndarray, xy: np.ndarray, bbox: np.ndarray, resolution: int
@@ -291,6 +376,9 @@ class StructureAnalyzer:
                         track.append((f, max(mine, key=lambda b: b.area)))
                 tracks.append(track)
         for track in tracks:
+            if self.max_objects > 1 and track:  # drop frames where the object is partly hidden
+                typical = float(np.median([b.area for _, b in track]))
+                track = [(f, b) for f, b in track if b.area >= 0.8 * typical]
             if len(track) < needed:
                 continue
             t = np.asarray([f for f, _ in track], dtype=np.float64)
