@@ -88,7 +88,14 @@ def test_evaluate_a_folder_of_mp4s_against_a_real_folder(trained: dict, tmp_path
     fake = tmp_path / "fake"
     sample(
         compose_config(
-            [f"ckpt_path={ckpt}", "num_videos=4", "sampler=ddim", "sampler.steps=2", "scale=1", f"out_dir={fake}"],
+            [
+                f"ckpt_path={ckpt}",
+                "num_videos=4",
+                "sampler=ddim",
+                "sampler.steps=2",
+                "scale=1",
+                f"out_dir={fake}",
+            ],
             run_dir=tmp_path / "s",
             config_name="sample",
         )
