@@ -71,7 +71,7 @@ def _write_final_samples(module: Any, cfg: DictConfig, run_dir: Path) -> Path | 
 
 
 def _evaluate_at_end(
-    module: Any, datamodule: Any, cfg: DictConfig, run_dir: Path, trainer: L.Trainer
+    module: Any, datamodule: Any, cfg: DictConfig, run_dir: Path, trainer: L.Trainer, step: int
 ) -> dict:
     """Run the configured ``metrics`` on the trained model; write ``metrics.json`` and log ``eval/*``."""
     import json
@@ -91,9 +91,26 @@ def _evaluate_at_end(
     )
     (run_dir / "metrics.json").write_text(json.dumps(result, indent=2, default=str))
     for logger in trainer.loggers:
-        logger.log_metrics({f"eval/{k}": v for k, v in result["metrics"].items()}, step=trainer.global_step)
+        logger.log_metrics({f"eval/{k}": v for k, v in result["metrics"].items()}, step=step)
     print(format_table(result["metrics"]))
     return result["metrics"]
+
+
+_STEP_KEY, _INTERRUPTED_KEY = "vidgen/global_step", "vidgen/interrupted"
+
+
+class _ReportFitResults(L.Callback):
+    """Put the final step and the interrupt flag into ``trainer.callback_metrics`` at the end of fit.
+
+    With ``strategy=ddp_spawn`` the fit runs in worker processes and Lightning copies back to the launching
+    process only rank 0's weights and ``callback_metrics``, not the loop state or the callbacks; this makes
+    the two values :func:`train` reports survive the trip. :func:`train` removes them from the metrics.
+    """
+
+    def on_fit_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        interrupted = any(isinstance(c, InterruptCheckpoint) and c.interrupted for c in trainer.callbacks)
+        trainer.callback_metrics[_STEP_KEY] = torch.tensor(float(trainer.global_step))
+        trainer.callback_metrics[_INTERRUPTED_KEY] = torch.tensor(float(interrupted))
 
 
 def train(cfg: DictConfig) -> dict[str, Any]:
@@ -110,6 +127,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     datamodule = instantiate(cfg.data)
     module = build_module(cfg, samples_dir=run_dir / "samples", config=resolved)
     callbacks = [instantiate(node) for node in (cfg.get("callbacks") or {}).values()]
+    callbacks.append(_ReportFitResults())
     logger = instantiate(cfg.logger) if cfg.get("logger") else False
     trainer: L.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=logger)
 
@@ -123,15 +141,20 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     trainer.fit(module, datamodule=datamodule, ckpt_path=str(ckpt_path) if ckpt_path else None)
     seconds = time.perf_counter() - start
 
-    interrupted = any(isinstance(c, InterruptCheckpoint) and c.interrupted for c in callbacks)
+    metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
+    # ddp_spawn: the fit ran in worker processes; these come from rank 0 (see _ReportFitResults)
+    global_step = int(metrics.pop(_STEP_KEY, trainer.global_step))
+    interrupted = bool(metrics.pop(_INTERRUPTED_KEY, 0.0)) or any(
+        isinstance(c, InterruptCheckpoint) and c.interrupted for c in callbacks
+    )
     checkpoints = run_dir / "checkpoints"
     summary: dict[str, Any] = {
         "run_dir": str(run_dir),
         "checkpoints": str(checkpoints),
-        "global_step": trainer.global_step,
+        "global_step": global_step,
         "train_seconds": seconds,
         "interrupted": interrupted,
-        "metrics": {k: float(v) for k, v in trainer.callback_metrics.items()},
+        "metrics": metrics,
     }
     if interrupted:
         print(f"Stopped early. Resume with: python -m vidgen.train ckpt_path={checkpoints / 'last.ckpt'}")
@@ -140,9 +163,9 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         samples = _write_final_samples(module, cfg, run_dir)
         summary["samples"] = str(samples) if samples else None
         if cfg.evaluation.at_end:
-            summary["evaluation"] = _evaluate_at_end(module, datamodule, cfg, run_dir, trainer)
+            summary["evaluation"] = _evaluate_at_end(module, datamodule, cfg, run_dir, trainer, global_step)
         print(
-            f"Done in {seconds / 60:.1f} min ({trainer.global_step} steps). Samples: {samples}  "
+            f"Done in {seconds / 60:.1f} min ({global_step} steps). Samples: {samples}  "
             f"Checkpoints: {checkpoints}  TensorBoard: tensorboard --logdir {run_dir}"
         )
     return summary

@@ -1,0 +1,266 @@
+"""Multi-process data-parallel training on the CPU (``trainer=ddp_spawn``: 2 processes, gloo backend).
+
+What is checked: a tiny Latte trains on 2 processes and both ranks end with identical weights; the launching
+process gets the outputs once (checkpoints, logs, final samples) and rank 0's summary; the ranks read
+disjoint data shards that together are the clips a single process with the same global batch reads; the
+gradient averaging is exact (with the random streams aligned, 2 x batch 2 follows 1 x batch 4 to float
+precision); resuming under ddp_spawn continues the step count; Hydra multiruns make one run directory per
+job, also with ddp_spawn (whose workers do not re-run the sweep).
+
+Why the real loss curves of 2 x batch 2 and 1 x batch 4 are not equal: the noise and timesteps of a training
+step come from a stream keyed by ``(seed, step, rank)`` (vidgen.lit.seeding), drawn per rank for that
+rank's own rows. The clips of every step are the same, but each clip gets other noise / timesteps, so the
+losses differ by the sampling noise of the diffusion loss; that test uses a loose tolerance and the exact
+check runs with a module whose streams are aligned.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import pytest
+import torch
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+from tests.conftest import REPO_ROOT, TINY, compose_config
+from vidgen.config.instantiate import instantiate_node
+from vidgen.lit.build import build_module, read_checkpoint
+from vidgen.lit.module import VideoDiffusionModule
+from vidgen.lit.seeding import step_generator
+from vidgen.train import train
+
+pytestmark = pytest.mark.slow  # each spawned run starts two fresh Python processes (~10 s on 2 cores)
+
+RECORDER = "tests.test_ddp.RankRecorder"
+SPAWN = ["trainer=ddp_spawn", "data.batch_size=2"]  # global batch 4, like TINY's single process
+
+
+class RankRecorder(L.Callback):
+    """Writes ``<out_dir>/rank<r>.pt`` at the end of fit: this rank's clip indices and loss of every step
+    and its final denoiser + EMA weights. Runs in the worker processes (it is pickled to them)."""
+
+    def __init__(self, out_dir: str) -> None:
+        self.out_dir = str(out_dir)
+        self.steps: list[dict[str, Any]] = []
+
+    def on_train_batch_end(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any, batch_idx: int
+    ) -> None:
+        loss = outputs["loss"] if isinstance(outputs, dict) else outputs
+        self.steps.append(
+            {"step": trainer.global_step - 1, "index": batch["index"].tolist(), "loss": float(loss)}
+        )
+
+    def on_fit_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        weights = {
+            k: v.detach().cpu().clone()
+            for k, v in pl_module.state_dict().items()
+            if k.startswith(("denoiser.", "ema_denoiser."))
+        }
+        record = {
+            "rank": trainer.global_rank,
+            "world_size": trainer.world_size,
+            "global_step": trainer.global_step,
+            "steps": self.steps,
+            "weights": weights,
+        }
+        Path(self.out_dir).mkdir(parents=True, exist_ok=True)
+        torch.save(record, Path(self.out_dir) / f"rank{trainer.global_rank}.pt")
+
+
+class AlignedStreamsModule(VideoDiffusionModule):
+    """Training noise and timesteps drawn for the whole GLOBAL batch from one stream keyed by the step only;
+    each rank keeps the rows of its own clips. Rank ``r`` of ``W`` holds the global batch positions
+    ``r, r + W, ...`` (the sampler deals the epoch order out round-robin), so 2 ranks x batch b and
+    1 process x batch 2b give every clip the same noise and timestep."""
+
+    def _diffusion_losses(
+        self, denoiser: Any, batch: dict[str, Any], generator: torch.Generator, train: bool
+    ) -> dict[str, torch.Tensor]:
+        if not train:
+            return super()._diffusion_losses(denoiser, batch, generator, train)
+        world, rank = self.trainer.world_size, self.global_rank
+        shared = step_generator(self.seed, self.global_step, 0, 7)
+        latents = self.autoencoder.encode(batch["video"], generator=shared).detach()
+        cond = self.conditioner(batch, train=True, generator=shared)
+        rows = torch.arange(rank, latents.shape[0] * world, world)
+        t = torch.randint(0, self.diffusion.num_timesteps, (latents.shape[0] * world,), generator=shared)
+        noise = torch.randn((latents.shape[0] * world, *latents.shape[1:]), generator=shared)
+        return self.diffusion.training_losses(
+            lambda x, tt: denoiser(x, tt, cond), latents, t[rows], noise=noise[rows]
+        )
+
+
+def _records(out_dir: Path, world: int) -> list[dict[str, Any]]:
+    records = [torch.load(out_dir / f"rank{r}.pt", weights_only=False) for r in range(world)]
+    assert [r["rank"] for r in records] == list(range(world))
+    assert all(r["world_size"] == world for r in records)
+    return records
+
+
+def _max_weight_difference(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> float:
+    assert a.keys() == b.keys()
+    return max(float((a[k].float() - b[k].float()).abs().max()) for k in a)
+
+
+def _recorder(out_dir: Path) -> list[str]:
+    return [f"+callbacks.recorder._target_={RECORDER}", f"+callbacks.recorder.out_dir={out_dir}"]
+
+
+@pytest.fixture(scope="module")
+def spawn_run(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """One tiny ddp_spawn run (2 x batch 2, 6 steps) through ``train(cfg)``, with per-rank records."""
+    root = tmp_path_factory.mktemp("ddp")
+    run_dir = root / "spawn"
+    cfg = compose_config([*TINY, *SPAWN, *_recorder(root / "ranks")], run_dir=run_dir)
+    summary = train(cfg)
+    return {"root": root, "run_dir": run_dir, "summary": summary, "records": _records(root / "ranks", 2)}
+
+
+def test_spawn_trains_on_two_processes_with_identical_ranks_and_outputs_once(spawn_run: dict) -> None:
+    run_dir, summary, records = spawn_run["run_dir"], spawn_run["summary"], spawn_run["records"]
+    # the summary of the launching process is rank 0's: step count and metrics came back from the workers
+    assert summary["global_step"] == 6 and not summary["interrupted"]
+    assert "train/loss" in summary["metrics"] and "val/loss" in summary["metrics"]
+    assert not any(k.startswith("vidgen/") for k in summary["metrics"])
+    assert all(r["global_step"] == 6 and len(r["steps"]) == 6 for r in records)
+    # DDP keeps the replicas in lockstep: both ranks hold exactly the same weights (and EMA weights)
+    assert _max_weight_difference(records[0]["weights"], records[1]["weights"]) == 0.0
+    # the checkpoint and the launching process's module hold those weights too
+    state = read_checkpoint(run_dir / "checkpoints" / "last.ckpt")["state_dict"]
+    assert read_checkpoint(run_dir / "checkpoints" / "last.ckpt")["global_step"] == 6
+    saved = {k: v for k, v in state.items() if k in records[0]["weights"]}
+    assert _max_weight_difference(saved, records[0]["weights"]) == 0.0
+    # written once, by rank 0: checkpoints, one TensorBoard event file, validation and final samples
+    assert {p.name for p in (run_dir / "checkpoints").iterdir()} == {
+        "last.ckpt",
+        "step0000003.ckpt",
+        "step0000006.ckpt",
+    }
+    event_files = list((run_dir / "tensorboard").glob("events.out.tfevents.*"))
+    assert len(event_files) == 1
+    events = EventAccumulator(str(event_files[0]), size_guidance={"scalars": 0})
+    events.Reload()
+    assert [e.step for e in events.Scalars("train/loss")] == list(range(6))
+    assert len(list((run_dir / "samples" / "final").glob("sample_*.mp4"))) == 2
+    assert sorted(p.name for p in (run_dir / "samples").glob("step_*")) == ["step_0000003", "step_0000006"]
+
+
+def test_spawn_ranks_read_disjoint_shards_of_the_single_process_batches(
+    spawn_run: dict, tmp_path: Path
+) -> None:
+    single = tmp_path / "ranks"
+    train(compose_config([*TINY, "samples.final_num_videos=0", *_recorder(single)], run_dir=tmp_path / "run"))
+    (reference,) = _records(single, 1)
+    rank0, rank1 = spawn_run["records"]
+    for step in range(6):
+        a, b = rank0["steps"][step]["index"], rank1["steps"][step]["index"]
+        assert len(a) == len(b) == 2 and not set(a) & set(b), f"step {step}: shards overlap {a} {b}"
+        # together the two shards are the clips of the single process's batch of 4 (interleaved)
+        assert sorted(a + b) == sorted(reference["steps"][step]["index"])
+    # Loss curves: same clips, but each rank draws its own noise / timesteps (streams keyed by rank), so the
+    # global-batch loss agrees only up to the sampling noise of the diffusion loss (see the module doc).
+    ddp = [(rank0["steps"][s]["loss"] + rank1["steps"][s]["loss"]) / 2 for s in range(6)]
+    ref = [reference["steps"][s]["loss"] for s in range(6)]
+    print("ddp_spawn 2x2 global loss:", ddp, "\n1 process x4 loss:      ", ref)
+    for step in range(6):
+        assert abs(ddp[step] - ref[step]) <= 0.25 * ref[step], f"step {step}: {ddp[step]} vs {ref[step]}"
+    assert abs(sum(ddp) - sum(ref)) <= 0.1 * sum(ref)
+
+
+def _fit_aligned(overrides: list[str], devices: int, out_dir: Path) -> list[dict[str, Any]]:
+    cfg = compose_config([*TINY, *overrides, "optim.lr=1e-3"], run_dir=out_dir / "run")
+    L.seed_everything(0, verbose=False)
+    module = build_module(cfg)
+    module.__class__ = AlignedStreamsModule
+    trainer = L.Trainer(
+        accelerator="cpu",
+        devices=devices,
+        strategy="ddp_spawn" if devices > 1 else "auto",
+        max_steps=4,
+        use_distributed_sampler=False,
+        limit_val_batches=0,
+        num_sanity_val_steps=0,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        callbacks=[RankRecorder(str(out_dir / "ranks"))],
+    )
+    trainer.fit(module, datamodule=instantiate_node(cfg.data))
+    return _records(out_dir / "ranks", devices)
+
+
+def test_gradient_averaging_matches_one_process_with_the_same_global_batch(tmp_path: Path) -> None:
+    (reference,) = _fit_aligned(["data.batch_size=4"], 1, tmp_path / "single")
+    rank0, rank1 = _fit_aligned(["data.batch_size=2"], 2, tmp_path / "ddp")
+    for step in range(4):
+        ddp_loss = (rank0["steps"][step]["loss"] + rank1["steps"][step]["loss"]) / 2
+        assert ddp_loss == pytest.approx(reference["steps"][step]["loss"], rel=1e-5, abs=1e-6)
+    assert _max_weight_difference(rank0["weights"], rank1["weights"]) == 0.0
+    difference = _max_weight_difference(rank0["weights"], reference["weights"])
+    print(f"max |w_ddp - w_single| after 4 AdamW steps: {difference:.3g}")
+    assert difference < 1e-5
+
+
+def test_resume_under_ddp_spawn_continues_training(spawn_run: dict, tmp_path: Path) -> None:
+    last = spawn_run["run_dir"] / "checkpoints" / "last.ckpt"
+    run_dir = tmp_path / "resumed"
+    overrides = [*TINY, *SPAWN, "trainer.max_steps=8", "samples.final_num_videos=0", f"ckpt_path={last}"]
+    summary = train(compose_config([*overrides, *_recorder(tmp_path / "ranks")], run_dir=run_dir))
+    assert summary["global_step"] == 8
+    rank0, rank1 = _records(tmp_path / "ranks", 2)
+    assert [s["step"] for s in rank0["steps"]] == [6, 7] == [s["step"] for s in rank1["steps"]]
+    assert _max_weight_difference(rank0["weights"], rank1["weights"]) == 0.0
+    assert read_checkpoint(run_dir / "checkpoints" / "last.ckpt")["global_step"] == 8
+    # the data continues where the first run stopped: no clip of the first 6 steps is read again
+    seen = {i for record in spawn_run["records"] for s in record["steps"] for i in s["index"]}
+    assert not seen & {i for s in rank0["steps"] + rank1["steps"] for i in s["index"]}
+
+
+def _sweep(tmp_path: Path, *args: str) -> tuple[list[Path], str]:
+    sweep_dir = tmp_path / "sweep"
+    command = [
+        sys.executable,
+        "-m",
+        "vidgen.train",
+        "-m",
+        *TINY,
+        "samples.num_videos=0",
+        "samples.final_num_videos=0",
+        "trainer.max_steps=2",
+        *args,  # after TINY, which sets model.depth and data.batch_size
+        f"paths.output_root={tmp_path / 'outputs'}",
+        f"hydra.sweep.dir={sweep_dir}",
+    ]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    done = subprocess.run(command, cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=600)
+    output = done.stdout + done.stderr
+    assert done.returncode == 0, output[-3000:]
+    return sorted(tmp_path.rglob("last.ckpt")), output
+
+
+def test_multirun_2x2_makes_exactly_four_runs(tmp_path: Path) -> None:
+    checkpoints, output = _sweep(tmp_path, "optim.lr=1e-3,2e-3", "model.depth=1,2")
+    sweep_dir = tmp_path / "sweep"
+    assert checkpoints == [sweep_dir / str(n) / "checkpoints" / "last.ckpt" for n in range(4)]
+    assert output.count("vidgen: Latte") == 4
+    depths = {read_checkpoint(p)["vidgen_config"]["model"]["depth"] for p in checkpoints}
+    assert depths == {1, 2}
+
+
+def test_multirun_with_ddp_spawn_is_not_rerun_by_the_workers(tmp_path: Path) -> None:
+    checkpoints, output = _sweep(tmp_path, "trainer=ddp_spawn", "data.batch_size=2", "optim.lr=1e-3,2e-3")
+    sweep_dir = tmp_path / "sweep"
+    assert checkpoints == [sweep_dir / str(n) / "checkpoints" / "last.ckpt" for n in range(2)]
+    assert output.count("vidgen: Latte") == 2  # the workers do not run the program (nor the sweep) again
+    assert output.count("Launching 2 jobs locally") == 1
+    for path in checkpoints:
+        checkpoint = read_checkpoint(path)
+        assert checkpoint["global_step"] == 2
+        assert checkpoint["vidgen_config"]["trainer"]["strategy"] == "ddp_spawn"
