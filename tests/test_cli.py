@@ -18,7 +18,8 @@ from vidgen.lit.build import read_checkpoint
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "HYDRA_FULL_ERROR": "0"}
 
 
-def _run(module: str, args: list[str], timeout: float = 240) -> subprocess.CompletedProcess:
+def run_module(module: str, args: list[str], timeout: float = 240) -> subprocess.CompletedProcess:
+    """Run ``python -m <module> <args>`` from the repository root; capture its output."""
     return subprocess.run(
         [sys.executable, "-m", module, *args],
         cwd=REPO_ROOT,
@@ -31,7 +32,7 @@ def _run(module: str, args: list[str], timeout: float = 240) -> subprocess.Compl
 
 def test_train_sample_bench_cli(tmp_path: Path) -> None:
     run_dir = tmp_path / "train"
-    result = _run("vidgen.train", [*TINY, "trainer.max_steps=3", f"hydra.run.dir={run_dir}"])
+    result = run_module("vidgen.train", [*TINY, "trainer.max_steps=3", f"hydra.run.dir={run_dir}"])
     assert result.returncode == 0, result.stderr[-3000:]
     assert "Samples:" in result.stdout and "Checkpoints:" in result.stdout
     assert (run_dir / ".hydra" / "config.yaml").is_file() and (
@@ -39,7 +40,7 @@ def test_train_sample_bench_cli(tmp_path: Path) -> None:
     ).is_file()
 
     out = tmp_path / "sample"
-    result = _run(
+    result = run_module(
         "vidgen.sample",
         [
             f"ckpt_path={run_dir / 'checkpoints' / 'last.ckpt'}",
@@ -53,7 +54,7 @@ def test_train_sample_bench_cli(tmp_path: Path) -> None:
     assert sorted(p.name for p in out.glob("*.mp4")) == ["grid.mp4", "sample_000.mp4", "sample_001.mp4"]
 
     bench_dir = tmp_path / "bench"
-    result = _run(
+    result = run_module(
         "vidgen.bench",
         [
             *TINY,
@@ -74,11 +75,11 @@ def test_train_sample_bench_cli(tmp_path: Path) -> None:
 
 
 def test_invalid_value_fails_before_training_with_the_key(tmp_path: Path) -> None:
-    result = _run("vidgen.train", [*TINY, "optim.lr=-3", f"hydra.run.dir={tmp_path}"])
+    result = run_module("vidgen.train", [*TINY, "optim.lr=-3", f"hydra.run.dir={tmp_path}"])
     assert result.returncode == 2
     assert "optim.lr" in result.stderr
     assert not (tmp_path / "checkpoints").exists()
-    result = _run(
+    result = run_module(
         "vidgen.train", ["data=ucf101", f"data.root={tmp_path / 'missing'}", f"hydra.run.dir={tmp_path}"]
     )
     assert result.returncode == 2 and "data.root" in result.stderr
@@ -124,7 +125,7 @@ def test_interrupted_run_leaves_a_resumable_checkpoint(sig: signal.Signals, tmp_
     if sig == signal.SIGINT:
         assert process.returncode == 0 and "Resume with" in stdout
     # resume in the same run directory with ckpt_path=last and go a few steps further
-    result = _run(
+    result = run_module(
         "vidgen.train",
         [
             *TINY,

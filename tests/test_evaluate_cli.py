@@ -4,14 +4,12 @@ and evaluation at the end of training."""
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import REPO_ROOT, TINY, compose_config
-from tests.test_cli import ENV
+from tests.conftest import TINY, compose_config
+from tests.test_cli import run_module
 from vidgen.evaluate import run_evaluation
 from vidgen.sample import sample
 from vidgen.train import train
@@ -67,14 +65,7 @@ def test_evaluate_cli_from_checkpoint_writes_json_and_reuses_the_cache(trained: 
         "sampler.steps=3",
         f"hydra.run.dir={tmp_path / 'run'}",
     ]
-    result = subprocess.run(
-        [sys.executable, "-m", "vidgen.evaluate", *args],
-        cwd=REPO_ROOT,
-        env=ENV,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    result = run_module("vidgen.evaluate", args, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
     report = json.loads(out.read_text())
     assert report["metrics"]["synthetic_fvd"] > 0
@@ -126,14 +117,7 @@ def test_missing_metric_weights_fail_before_sampling(trained: dict, tmp_path: Pa
         f"metrics.fvd.weights={tmp_path / 'i3d_torchscript.pt'}",
         f"hydra.run.dir={tmp_path / 'run'}",
     ]
-    result = subprocess.run(
-        [sys.executable, "-m", "vidgen.evaluate", *args],
-        cwd=REPO_ROOT,
-        env=ENV,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    result = run_module("vidgen.evaluate", args, timeout=300)
     assert result.returncode == 2
     assert "i3d_torchscript.pt" in result.stderr and "fvd" in result.stderr
     assert "generating" not in result.stderr  # nothing was sampled

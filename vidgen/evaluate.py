@@ -105,6 +105,12 @@ def real_from_dataset(dataset: Any, batch_size: int) -> Iterator[Batch]:
         yield out
 
 
+def protocol_counts(metrics: dict[str, VideoMetric]) -> tuple[int, int]:
+    """Clips to read: the most any metric's protocol wants, real (0 if none needs real) and generated."""
+    real = max([m.num_real_wanted for m in metrics.values() if m.needs_real] or [0])
+    return real, max(m.num_fake_wanted for m in metrics.values())
+
+
 def evaluate_model(
     module: Any,
     datamodule: Any,
@@ -116,8 +122,7 @@ def evaluate_model(
 ) -> dict[str, Any]:
     """Evaluate a trained module against its datamodule's evaluation clips (used at the end of training)."""
     check_required_files(metrics)
-    need_real = max([m.num_real_wanted for m in metrics.values() if m.needs_real] or [0])
-    need_fake = max(m.num_fake_wanted for m in metrics.values())
+    need_real, need_fake = protocol_counts(metrics)
     real = real_from_dataset(datamodule.evaluation_dataset(need_real), batch_size) if need_real else None
     fake = fake_from_checkpoint(module, need_fake, batch_size, seed, None, None)
     return evaluate(
@@ -157,8 +162,7 @@ def run_evaluation(cfg: DictConfig) -> dict[str, Any]:
 
     data_cfg = cfg.get("data")
 
-    num_real_needed = max([m.num_real_wanted for m in metrics.values() if m.needs_real] or [0])
-    num_fake_needed = max(m.num_fake_wanted for m in metrics.values())
+    num_real_needed, num_fake_needed = protocol_counts(metrics)
     batch_size = int(cfg.batch_size)
 
     real_batches = None
