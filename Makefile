@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 export OMP_NUM_THREADS ?= 2
 
-.PHONY: install test test-slow test-all lint format clean
+.PHONY: install test test-unit test-dist test-slow test-all lint format clean
 
 install:  ## virtual environment with vidgen in editable mode and its dev tools
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -12,8 +12,13 @@ install:  ## virtual environment with vidgen in editable mode and its dev tools
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	$(BIN)/python -c "import torch, torchvision, lightning, hydra, timm, open_clip, diffusers, av, moviepy; print('vidgen install ok: torch', torch.__version__, 'torchvision', torchvision.__version__)"
 
-test:  ## fast test suite (CPU, < 10 minutes on two cores)
+test: test-unit test-dist  ## the CI test suite (CPU, < 10 minutes on two cores)
+
+test-unit:  ## single-process tests, two pytest workers
 	$(BIN)/python -m pytest -q -n 2 --durations=15
+
+test-dist:  ## multi-process tests (DDP / FSDP on 2 CPU ranks, sweeps), one at a time: each starts its own ranks
+	$(BIN)/python -m pytest -q -m multiprocess --durations=15
 
 test-slow:  ## heavier checks marked `slow`
 	$(BIN)/python -m pytest -q -m slow --durations=15

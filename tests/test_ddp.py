@@ -34,7 +34,7 @@ from vidgen.lit.module import VideoDiffusionModule
 from vidgen.lit.seeding import step_generator
 from vidgen.train import train
 
-pytestmark = pytest.mark.slow  # each spawned run starts two fresh Python processes (~10 s on 2 cores)
+pytestmark = pytest.mark.multiprocess  # each spawned run starts two fresh Python processes (~10 s on 2 cores)
 
 RECORDER = "tests.test_ddp.RankRecorder"
 SPAWN = ["trainer=ddp_spawn", "data.batch_size=2"]  # global batch 4, like TINY's single process
@@ -264,3 +264,21 @@ def test_multirun_with_ddp_spawn_is_not_rerun_by_the_workers(tmp_path: Path) -> 
         checkpoint = read_checkpoint(path)
         assert checkpoint["global_step"] == 2
         assert checkpoint["vidgen_config"]["trainer"]["strategy"] == "ddp_spawn"
+
+
+def test_multirun_with_script_relaunching_ddp_runs_each_job_once(tmp_path: Path) -> None:
+    """``trainer=ddp`` starts rank 1 by re-running the command: inside a multirun it must run only the
+    current job (Lightning alone would re-run ``-m`` and the whole sweep in every child)."""
+    ddp = ["trainer=ddp", "trainer.accelerator=cpu", "trainer.devices=2", "trainer.precision=32-true"]
+    checkpoints, output = _sweep(tmp_path, *ddp, "data.batch_size=2", "optim.lr=1e-3,2e-3")
+    sweep_dir = tmp_path / "sweep"
+    assert checkpoints == [sweep_dir / str(n) / "checkpoints" / "last.ckpt" for n in range(2)]
+    assert output.count("Launching 2 jobs locally") == 1  # the children did not start a sweep of their own
+    assert output.count("vidgen: Latte") == 4  # each job: rank 0 and its one relaunched rank
+    # rank 1's log lands in the job's own folder, not in a fresh run folder
+    assert sorted(p.parent.name for p in sweep_dir.glob("*/train_ddp_process_1.log")) == ["0", "1"]
+    assert not (tmp_path / "outputs").exists() or not list((tmp_path / "outputs").rglob("*.log"))
+    for path, lr in zip(checkpoints, (1e-3, 2e-3)):
+        checkpoint = read_checkpoint(path)
+        assert checkpoint["global_step"] == 2
+        assert checkpoint["vidgen_config"]["optim"]["lr"] == lr

@@ -7,9 +7,12 @@ curves and sample videos), sample .mp4 files and checkpoints.
 
 from __future__ import annotations
 
+import contextlib
+import os
 import sys
 import time
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -33,12 +36,15 @@ warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\).*
 
 
 def resolve_ckpt_path(value: str | None, run_dir: Path, runs_root: Path) -> Path | None:
-    """``ckpt_path``: None -> fresh start; ``last`` -> newest ``last.ckpt`` (this run dir first); or a file."""
+    """``ckpt_path``: None -> fresh start; ``last`` -> newest ``last.ckpt`` (this run dir first); or a path.
+
+    A checkpoint is a ``.ckpt`` file, or a folder of the same name for sharded (FSDP) checkpoints.
+    """
     if value in (None, ""):
         return None
     if value == "last":
         here = run_dir / "checkpoints" / "last.ckpt"
-        if here.is_file():
+        if here.exists():
             return here
         candidates = sorted(runs_root.glob("*/checkpoints/last.ckpt"), key=lambda p: p.stat().st_mtime)
         if not candidates:
@@ -47,7 +53,7 @@ def resolve_ckpt_path(value: str | None, run_dir: Path, runs_root: Path) -> Path
             )
         return candidates[-1]
     path = Path(value)
-    if not path.is_file():
+    if not path.exists():
         raise ConfigError("ckpt_path", f"checkpoint '{path}' does not exist")
     return path
 
@@ -113,6 +119,68 @@ class _ReportFitResults(L.Callback):
         trainer.callback_metrics[_INTERRUPTED_KEY] = torch.tensor(float(interrupted))
 
 
+_LAUNCH_ENV = ("MASTER_ADDR", "MASTER_PORT", "NODE_RANK", "LOCAL_RANK", "WORLD_SIZE")
+
+
+@contextlib.contextmanager
+def _relaunch_only_this_job(trainer: L.Trainer) -> Iterator[None]:
+    """Make script-relaunching strategies (``ddp``, ``fsdp``) start the extra ranks of THIS multirun job.
+
+    Lightning starts ranks 1..N-1 by re-running ``sys.argv`` with ``hydra.run.dir=<hydra.run.dir>``. Inside
+    a Hydra multirun that command still holds ``-m`` and the sweep, so every child would run the whole
+    sweep again (into another sweep folder). For the duration of the fit, the command becomes this job's
+    own overrides and ``hydra.run.dir`` this job's output folder, so a child is one rank of this job.
+    """
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+    from lightning.pytorch.strategies.launchers.subprocess_script import _SubprocessScriptLauncher
+
+    launcher = getattr(trainer.strategy, "launcher", None)
+    relaunches = (
+        isinstance(launcher, _SubprocessScriptLauncher)
+        and trainer.world_size > 1
+        and not trainer.strategy.cluster_environment.creates_processes_externally
+    )
+    if not (relaunches and HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN):
+        yield
+        return
+    hydra_cfg = HydraConfig.get()
+    saved_argv, saved_run_dir = list(sys.argv), hydra_cfg.run.dir
+    # the launcher also exports these to the parent process, where they would make the next job believe
+    # that its ranks were started externally (and wait for children that never come)
+    saved_env = {name: os.environ.get(name) for name in _LAUNCH_ENV}
+    OmegaConf.set_readonly(hydra_cfg, False)
+    hydra_cfg.run.dir = hydra_cfg.runtime.output_dir
+    sys.argv = [sys.argv[0], *hydra_cfg.overrides.task]
+    try:
+        yield
+    finally:
+        sys.argv = saved_argv
+        hydra_cfg.run.dir = saved_run_dir
+        for name, value in saved_env.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+        OmegaConf.set_readonly(hydra_cfg, True)
+        # the next job of the sweep starts its own ranks: this job's process group must not be reused
+        if torch.distributed.is_available() and torch.distributed.is_initialized():
+            torch.distributed.destroy_process_group()
+
+
+def _unsharded_copy(module: Any, cfg: DictConfig, run_dir: Path, resolved: dict) -> Any | None:
+    """On rank 0: a fresh single-process module holding the gathered weights of a sharded one (None on
+    the other ranks). A collective: every rank must call it."""
+    from vidgen.lit.parallel import full_state_dict
+
+    state = full_state_dict(module)
+    if module.global_rank != 0:
+        return None
+    plain = build_module(cfg, samples_dir=run_dir / "samples", config=resolved)
+    plain.load_state_dict(state, strict=True)
+    return plain
+
+
 def train(cfg: DictConfig) -> dict[str, Any]:
     """Validate the config, build data + module + trainer, fit, write final samples. Returns a summary."""
     validate_config(cfg)
@@ -138,9 +206,23 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     if ckpt_path is not None:
         print(f"Resuming from {ckpt_path}")
     start = time.perf_counter()
-    trainer.fit(module, datamodule=datamodule, ckpt_path=str(ckpt_path) if ckpt_path else None)
-    seconds = time.perf_counter() - start
+    with _relaunch_only_this_job(trainer):
+        trainer.fit(module, datamodule=datamodule, ckpt_path=str(ckpt_path) if ckpt_path else None)
+        seconds = time.perf_counter() - start
+        return _finish_run(trainer, module, datamodule, callbacks, cfg, run_dir, resolved, seconds)
 
+
+def _finish_run(
+    trainer: L.Trainer,
+    module: Any,
+    datamodule: Any,
+    callbacks: list[L.Callback],
+    cfg: DictConfig,
+    run_dir: Path,
+    resolved: dict,
+    seconds: float,
+) -> dict[str, Any]:
+    """After fit: collect the summary; on rank 0 write the final samples and run the evaluation."""
     metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
     # ddp_spawn: the fit ran in worker processes; these come from rank 0 (see _ReportFitResults)
     global_step = int(metrics.pop(_STEP_KEY, trainer.global_step))
@@ -152,6 +234,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         "run_dir": str(run_dir),
         "checkpoints": str(checkpoints),
         "global_step": global_step,
+        "global_rank": trainer.global_rank,
         "train_seconds": seconds,
         "interrupted": interrupted,
         "metrics": metrics,
@@ -159,6 +242,12 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     if interrupted:
         print(f"Stopped early. Resume with: python -m vidgen.train ckpt_path={checkpoints / 'last.ckpt'}")
         return summary
+    if module.is_sharded:
+        # FSDP with processes started outside fit (torchrun / SLURM / script re-launch): every rank is here
+        # with its shards. Gather the weights once and let rank 0 sample / evaluate with a plain module.
+        module = _unsharded_copy(module, cfg, run_dir, resolved)
+        if module is None:
+            return summary
     if trainer.is_global_zero and not trainer.fast_dev_run:
         samples = _write_final_samples(module, cfg, run_dir)
         summary["samples"] = str(samples) if samples else None
@@ -175,11 +264,25 @@ def train(cfg: DictConfig) -> dict[str, Any]:
 def main(cfg: DictConfig) -> float | None:
     try:
         summary = train(cfg)
+        if summary["global_rank"] != 0:
+            return None  # ranks started by ddp / fsdp / SLURM: only rank 0 evaluates and reports
+        return objective_value(summary, cfg.get("optimized_metric"))
     except ConfigError as error:
         print(f"Config error: {error}", file=sys.stderr)
         raise SystemExit(2) from None
-    loss = summary["metrics"].get("val/loss")
-    return loss  # the value Hydra sweepers (e.g. Optuna) optimise
+
+
+def objective_value(summary: dict[str, Any], name: str | None) -> float | None:
+    """The value a Hydra sweeper (e.g. Optuna) optimises: ``optimized_metric`` looked up first among the
+    end-of-training evaluation metrics (``evaluation.at_end=true``), then among the logged metrics
+    (``val/loss``, ``train/loss``). ``None`` when no name is configured."""
+    if not name:
+        return None
+    for source in (summary.get("evaluation") or {}, summary["metrics"]):
+        if name in source:
+            return float(source[name])
+    available = sorted({*(summary.get("evaluation") or {}), *summary["metrics"]})
+    raise ConfigError("optimized_metric", f"'{name}' was not produced by this run; available: {available}")
 
 
 if __name__ == "__main__":

@@ -157,11 +157,22 @@ class EvaluationSchema:
 
 
 @dataclass
+class CompileSchema:
+    enabled: bool = False
+    mode: str | None = None
+
+    def __post_init__(self) -> None:
+        modes = (None, "default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
+        _require(self.mode in modes, "mode", f"must be one of {modes}, got {self.mode!r}")
+
+
+@dataclass
 class TopLevelSchema:
     task_name: str = "train"
     seed: int = 0
     ckpt_path: str | None = None
     guidance_scale: float = 1.0
+    optimized_metric: str | None = None
 
     def __post_init__(self) -> None:
         _require(self.guidance_scale >= 0, "guidance_scale", f"must be >= 0, got {self.guidance_scale}")
@@ -176,6 +187,7 @@ NODE_SCHEMAS: dict[str, type] = {
     "conditioner": ConditionerSchema,
     "autoencoder": AutoencoderSchema,
     "evaluation": EvaluationSchema,
+    "compile": CompileSchema,
 }
 TARGET_NODES = ("model", "data", "trainer", "logger")
 
@@ -230,7 +242,11 @@ def resolve_config(cfg: DictConfig) -> DictConfig:
 def validate_config(cfg: DictConfig) -> None:
     """Check a composed config; raise :class:`ConfigError` naming the first bad key."""
     cfg = resolve_config(cfg)
-    top = {k: cfg[k] for k in ("task_name", "seed", "ckpt_path", "guidance_scale") if k in cfg}
+    top = {
+        k: cfg[k]
+        for k in ("task_name", "seed", "ckpt_path", "guidance_scale", "optimized_metric")
+        if k in cfg
+    }
     validate_node(OmegaConf.create(top), TopLevelSchema, "")
     for key, schema in NODE_SCHEMAS.items():
         if key in cfg:
@@ -238,6 +254,9 @@ def validate_config(cfg: DictConfig) -> None:
     for key in TARGET_NODES:
         if key in cfg:
             check_target_kwargs(cfg[key], key)
+    strategy = cfg.trainer.get("strategy") if "trainer" in cfg else None
+    if isinstance(strategy, DictConfig):
+        check_target_kwargs(strategy, "trainer.strategy")
     for name, callback in (cfg.get("callbacks") or {}).items():
         check_target_kwargs(callback, f"callbacks.{name}")
     for name, metric in (cfg.get("metrics") or {}).items():

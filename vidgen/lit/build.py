@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -41,17 +42,54 @@ def build_module(
         seed=int(cfg.seed),
         samples_dir=samples_dir,
         config=config,
+        compile=OmegaConf.to_container(cfg.compile, resolve=True) if "compile" in cfg else None,
     )
 
 
+# the file Lightning's model-parallel strategy writes next to the shards of a distributed checkpoint
+SHARDED_METADATA_FILE = "meta.pt"
+
+
 def read_checkpoint(path: str | Path) -> dict[str, Any]:
-    """Load a vidgen checkpoint safely (``weights_only=True``), failing clearly on a missing/foreign file."""
+    """Load a vidgen checkpoint safely (``weights_only=True``), failing clearly on a missing/foreign file.
+
+    ``path`` is a ``.ckpt`` file, or the folder of a sharded checkpoint written under FSDP (one
+    ``__<rank>_0.distcp`` shard per rank and ``meta.pt``): its model weights are consolidated in this
+    process, without a process group (the optimizer state is not read).
+    """
     path = Path(path)
-    if not path.is_file():
+    if path.is_dir():
+        checkpoint = _read_sharded_checkpoint(path)
+    elif path.is_file():
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    else:
         raise ConfigError("ckpt_path", f"checkpoint '{path}' does not exist")
-    checkpoint = torch.load(path, map_location="cpu", weights_only=True)
     if "vidgen_config" not in checkpoint or checkpoint["vidgen_config"] is None:
         raise ConfigError("ckpt_path", f"'{path}' is not a vidgen training checkpoint (no stored config)")
+    return checkpoint
+
+
+def _read_sharded_checkpoint(folder: Path) -> dict[str, Any]:
+    """Metadata + full model ``state_dict`` of a distributed (DCP) checkpoint folder, in one process."""
+    import torch.distributed.checkpoint as dcp
+    from torch.distributed.checkpoint.metadata import TensorStorageMetadata
+
+    meta_file = folder / SHARDED_METADATA_FILE
+    if not meta_file.is_file():
+        raise ConfigError(
+            "ckpt_path", f"'{folder}' is a folder but not a sharded checkpoint (no {SHARDED_METADATA_FILE})"
+        )
+    checkpoint = torch.load(meta_file, map_location="cpu", weights_only=True)
+    reader = dcp.FileSystemReader(str(folder))
+    prefix = "state_dict."
+    state: dict[str, torch.Tensor] = {}
+    for key, item in reader.read_metadata().state_dict_metadata.items():
+        if key.startswith(prefix) and isinstance(item, TensorStorageMetadata):
+            state[key[len(prefix) :]] = torch.empty(item.size, dtype=item.properties.dtype)
+    with warnings.catch_warnings():  # "assuming the intent is to load in a single process": it is
+        warnings.filterwarnings("ignore", message=".*single process.*")
+        dcp.load({"state_dict": state}, storage_reader=reader, no_dist=True)
+    checkpoint["state_dict"] = state
     return checkpoint
 
 

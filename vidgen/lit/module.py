@@ -44,6 +44,10 @@ class VideoDiffusionModule(L.LightningModule):
         seed: base seed of the per-step random streams.
         samples_dir: where validation samples are written as .mp4 (None: not written).
         config: the resolved run config (plain dict), stored in every checkpoint.
+        compile: ``enabled``, ``mode``: ``torch.compile`` the denoiser when the trainer sets the model up.
+
+    Under the FSDP strategy (:mod:`vidgen.lit.parallel`) the denoiser and its EMA twin are sharded block by
+    block in :meth:`configure_model`; the frozen autoencoder / conditioner are left replicated.
     """
 
     def __init__(
@@ -61,6 +65,7 @@ class VideoDiffusionModule(L.LightningModule):
         seed: int = 0,
         samples_dir: str | Path | None = None,
         config: dict[str, Any] | None = None,
+        compile: dict[str, Any] | None = None,
     ) -> None:
         super().__init__()
         self.denoiser = denoiser
@@ -77,6 +82,8 @@ class VideoDiffusionModule(L.LightningModule):
         self.seed = int(seed)
         self.samples_dir = Path(samples_dir) if samples_dir else None
         self.config = config
+        self.compile_cfg = dict(compile or {"enabled": False, "mode": None})
+        self._model_configured = False
         self.ema_denoiser = make_ema_copy(denoiser) if self.ema_cfg.get("enabled", True) else None
         self._val_losses: list[torch.Tensor] = []
 
@@ -137,6 +144,31 @@ class VideoDiffusionModule(L.LightningModule):
         if self.ema_denoiser is not None:
             decay = ema_decay_at(self.global_step, float(self.ema_cfg["decay"]), bool(self.ema_cfg["warmup"]))
             ema_update(self.ema_denoiser, self.denoiser, decay)
+
+    def configure_model(self) -> None:
+        """Called by the trainer's strategy before the optimizers exist: shard under FSDP, then compile."""
+        if self._model_configured:  # fit then validate/test call this hook again
+            return
+        self._model_configured = True
+        mesh = getattr(self, "_device_mesh", None)
+        if mesh is not None:
+            from vidgen.lit.parallel import shard_denoiser
+
+            data_parallel = mesh["data_parallel"]
+            shard_denoiser(self.denoiser, data_parallel)
+            if self.ema_denoiser is not None:
+                shard_denoiser(
+                    self.ema_denoiser, data_parallel, forward_only=True
+                )  # same layout: the update stays local
+        if self.compile_cfg.get("enabled"):
+            # in place: parameter names (and so checkpoints) stay those of the plain module
+            self.denoiser.compile(mode=self.compile_cfg.get("mode"))
+
+    @property
+    def is_sharded(self) -> bool:
+        from vidgen.lit.parallel import is_sharded
+
+        return is_sharded(self.denoiser)
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
         params = [p for p in self.denoiser.parameters() if p.requires_grad]
@@ -253,15 +285,19 @@ class VideoDiffusionModule(L.LightningModule):
         return prefixes
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        prefixes = tuple(self._frozen_prefixes())
-        state = checkpoint["state_dict"]
-        for key in [k for k in state if k.startswith(prefixes)]:
-            del state[key]
+        # Under FSDP the strategy loads a resumed checkpoint into the sharded model itself, strictly and
+        # before any hook could put the frozen weights back, so sharded runs keep them in the checkpoint.
+        if not self.is_sharded:
+            prefixes = tuple(self._frozen_prefixes())
+            state = checkpoint["state_dict"]
+            for key in [k for k in state if k.startswith(prefixes)]:
+                del state[key]
         checkpoint["vidgen_config"] = self.config
         checkpoint["vidgen_num_denoiser_params"] = self.num_denoiser_params()
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        restore_frozen_weights(self, checkpoint["state_dict"])
+        if "state_dict" in checkpoint:  # the FSDP strategy has loaded (and removed) the weights already
+            restore_frozen_weights(self, checkpoint["state_dict"])
 
 
 def restore_frozen_weights(module: VideoDiffusionModule, state: dict[str, torch.Tensor]) -> None:

@@ -1,0 +1,153 @@
+"""Sharded data parallelism (FSDP2) through Lightning, and the helpers the module uses to apply it.
+
+:class:`FSDP2Strategy` is Lightning's :class:`~lightning.pytorch.strategies.ModelParallelStrategy` with a
+pure data-parallel device mesh (every rank is one shard of one data-parallel group, no tensor parallelism)
+and a choice of how the worker processes start:
+
+- ``launcher="subprocess"`` (default, like ``strategy=ddp``): one process per device started by torchrun,
+  SLURM, or by re-running the command (Lightning's script launcher); the way to run on GPUs and many nodes.
+- ``launcher="spawn"`` (like ``strategy=ddp_spawn``): workers spawned from inside ``trainer.fit``; safe in
+  Hydra multiruns and in tests (two CPU processes with gloo). After fit, rank 0 hands the FULL (gathered)
+  weights back to the launching process, so final sampling there needs no process group.
+
+The module shards itself in ``configure_model`` (:func:`shard_denoiser`): ``fully_shard`` on every block of
+the denoiser, then on the denoiser as a whole, over the data-parallel mesh. Frozen parts (autoencoder, text
+encoder) stay as they are: replicated, without optimizer state. The EMA twin is sharded exactly like the
+denoiser, so its update is a purely local ``lerp`` on matching shards.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from typing import Any, Literal
+
+import lightning as L
+import torch
+from lightning.pytorch.strategies import ModelParallelStrategy
+from lightning.pytorch.strategies.launchers.multiprocessing import _MultiProcessingLauncher, _WorkerOutput
+from lightning.pytorch.trainer.states import TrainerFn
+from torch import nn
+
+
+def sharding_units(model: nn.Module) -> list[nn.Module]:
+    """The sub-modules FSDP shards one by one (each all-gathers its weights just for its own forward).
+
+    A model names them with a ``sharding_units()`` method; otherwise every element of its top-level
+    ``nn.ModuleList`` children (the transformer / U-Net blocks) is one unit.
+    """
+    custom = getattr(model, "sharding_units", None)
+    if callable(custom):
+        return list(custom())
+    return [unit for child in model.children() if isinstance(child, nn.ModuleList) for unit in child]
+
+
+def shard_denoiser(model: nn.Module, mesh: Any, forward_only: bool = False) -> None:
+    """``fully_shard`` every unit of ``model`` and then ``model`` itself (its remaining parameters: embedders,
+    final layer) over the 1-D data-parallel ``mesh``. Parameters become DTensors sharded on dim 0.
+
+    ``forward_only`` (the EMA twin, which never runs a backward pass): the root reshards after its forward
+    too. By default FSDP2 keeps the root's weights gathered after forward for the backward that follows,
+    which would leave a forward-only model holding full tensors.
+    """
+    from torch.distributed.fsdp import fully_shard
+
+    for unit in sharding_units(model):
+        fully_shard(unit, mesh=mesh)
+    fully_shard(model, mesh=mesh, reshard_after_forward=True if forward_only else None)
+
+
+def is_sharded(model: nn.Module) -> bool:
+    """True when ``model``'s parameters are DTensors (FSDP2)."""
+    from torch.distributed.tensor import DTensor
+
+    return any(isinstance(p, DTensor) for p in model.parameters())
+
+
+def local_numel(model: nn.Module, trainable_only: bool = True) -> int:
+    """Parameters this process holds: the local shard of each DTensor, the whole of a plain tensor."""
+    from torch.distributed.tensor import DTensor
+
+    total = 0
+    for p in model.parameters():
+        if trainable_only and not p.requires_grad:
+            continue
+        total += p.to_local().numel() if isinstance(p, DTensor) else p.numel()
+    return total
+
+
+def full_state_dict(module: nn.Module) -> dict[str, torch.Tensor]:
+    """The full (gathered, CPU) state dict of a possibly sharded module. Under FSDP a collective: every rank
+    must call it, and only rank 0 gets the tensors (the others get an empty dict)."""
+    if not is_sharded(module):
+        return module.state_dict()
+    from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
+
+    options = StateDictOptions(full_state_dict=True, cpu_offload=True, broadcast_from_rank0=False)
+    return get_model_state_dict(module, options=options)
+
+
+class _GatheringSpawnLauncher(_MultiProcessingLauncher):
+    """Lightning's spawn launcher, but rank 0 sends back the gathered full weights (not its shards)."""
+
+    def _collect_rank_zero_results(self, trainer: L.Trainer, results: Any) -> _WorkerOutput | None:
+        callback = trainer.checkpoint_callback
+        best_model_path = getattr(callback, "best_model_path", None) if callback else None
+        # a collective: every rank takes part in the all-gather, rank 0 keeps the result
+        state_dict = full_state_dict(trainer.lightning_module)
+        if self._strategy.local_rank != 0:
+            return None
+        weights_path = None
+        if trainer.state.fn == TrainerFn.FITTING:
+            weights_path = os.path.join(tempfile.mkdtemp(), ".temp.ckpt")
+            self._strategy.checkpoint_io.save_checkpoint(state_dict, weights_path)
+        return _WorkerOutput(
+            best_model_path, weights_path, trainer.state, results, self.get_extra_results(trainer)
+        )
+
+
+class FSDP2Strategy(ModelParallelStrategy):
+    """FSDP2 (``fully_shard``) over all ranks: parameters, gradients and optimizer state of the denoiser are
+    sharded ``world_size`` ways.
+
+    Args:
+        launcher: ``"subprocess"`` (torchrun / SLURM / script re-launch, like ``ddp``) or ``"spawn"`` (workers
+            spawned inside fit, like ``ddp_spawn``; for multiruns and CPU tests).
+        save_distributed_checkpoint: ``True``: each rank writes its shard, the checkpoint is a folder
+            (``vidgen.lit.build.read_checkpoint`` consolidates it for single-process sampling); ``False``:
+            rank 0 gathers the full state and writes one ordinary ``.ckpt`` file.
+        process_group_backend: ``nccl`` / ``gloo``; default from the device.
+    """
+
+    def __init__(
+        self,
+        launcher: Literal["subprocess", "spawn"] = "subprocess",
+        save_distributed_checkpoint: bool = True,
+        process_group_backend: str | None = None,
+    ) -> None:
+        if launcher not in ("subprocess", "spawn"):
+            raise ValueError(f"launcher must be 'subprocess' or 'spawn', got {launcher!r}")
+        super().__init__(
+            data_parallel_size="auto",
+            tensor_parallel_size=1,
+            save_distributed_checkpoint=save_distributed_checkpoint,
+            process_group_backend=process_group_backend,
+        )
+        self.launcher_kind = launcher
+
+    def _configure_launcher(self) -> None:
+        if self.launcher_kind == "spawn":
+            self._launcher = _GatheringSpawnLauncher(self, start_method="spawn")
+        else:
+            super()._configure_launcher()
+
+    def setup_environment(self) -> None:
+        # pure data parallelism: one data-parallel group of all ranks (the parent's "auto" would make it
+        # num_nodes and put the devices of a node into a tensor-parallel group)
+        self._data_parallel_size = self.num_nodes * self.num_processes
+        self._tensor_parallel_size = 1
+        super().setup_environment()
+
+    @property
+    def saves_sharded_checkpoints(self) -> bool:
+        return bool(self._save_distributed_checkpoint)
