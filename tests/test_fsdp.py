@@ -166,14 +166,21 @@ def test_resume_from_a_sharded_checkpoint(fsdp_run: dict, tmp_path: Path) -> Non
     assert read_checkpoint(run_dir / "checkpoints" / "last.ckpt")["global_step"] == 8
 
 
-def test_single_file_checkpoints_under_fsdp_resume(tmp_path: Path) -> None:
+def test_single_file_checkpoints_and_bf16_mixed_under_fsdp(tmp_path: Path) -> None:
     full = ["trainer.strategy.save_distributed_checkpoint=false", "samples.final_num_videos=0"]
     first = tmp_path / "first"
-    train(compose_config([*TINY, *FSDP, *full, "trainer.max_steps=3"], run_dir=first))
+    summary = train(
+        compose_config(
+            [*TINY, *FSDP, *full, "trainer.max_steps=3", "trainer.precision=bf16-mixed"], run_dir=first
+        )
+    )
+    assert summary["global_step"] == 3 and torch.isfinite(torch.tensor(summary["metrics"]["train/loss"]))
     last = first / "checkpoints" / "last.ckpt"
     assert last.is_file()
     state = read_checkpoint(last)["state_dict"]
     assert any(k.startswith("ema_denoiser.") for k in state)
+    # autocast computes in bf16; the sharded master weights (and so the checkpoint) stay fp32
+    assert {v.dtype for k, v in state.items() if k.startswith("denoiser.")} == {torch.float32}
     second = tmp_path / "second"
     summary = train(
         compose_config([*TINY, *FSDP, *full, "trainer.max_steps=5", f"ckpt_path={last}"], run_dir=second)

@@ -26,7 +26,7 @@ from vidgen.config.errors import ConfigError
 from vidgen.config.instantiate import instantiate_node as instantiate
 from vidgen.config.schema import validate_config
 from vidgen.lit.build import build_module
-from vidgen.lit.callbacks import InterruptCheckpoint
+from vidgen.lit.callbacks import InterruptCheckpoint, forward_stop_signals
 
 CONFIG_DIR = str(Path(__file__).resolve().parent.parent / "conf")
 
@@ -207,7 +207,8 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         print(f"Resuming from {ckpt_path}")
     start = time.perf_counter()
     with _relaunch_only_this_job(trainer):
-        trainer.fit(module, datamodule=datamodule, ckpt_path=str(ckpt_path) if ckpt_path else None)
+        with forward_stop_signals(trainer):  # spawn strategies: SIGTERM / Ctrl-C reach the workers
+            trainer.fit(module, datamodule=datamodule, ckpt_path=str(ckpt_path) if ckpt_path else None)
         seconds = time.perf_counter() - start
         return _finish_run(trainer, module, datamodule, callbacks, cfg, run_dir, resolved, seconds)
 

@@ -86,6 +86,7 @@ class VideoDiffusionModule(L.LightningModule):
         self._model_configured = False
         self.ema_denoiser = make_ema_copy(denoiser) if self.ema_cfg.get("enabled", True) else None
         self._val_losses: list[torch.Tensor] = []
+        self._micro_losses: list[dict[str, torch.Tensor]] = []
 
     # ------------------------------------------------------------------ helpers
     @property
@@ -130,12 +131,22 @@ class VideoDiffusionModule(L.LightningModule):
                 "checkpoint of this state was written. Lower optim.lr, enable trainer.gradient_clip_val, or "
                 "check the data (batch['video'] must be finite and in [-1, 1])."
             )
-        batch_size = batch["video"].shape[0]
-        self.log("train/loss", loss, prog_bar=True, batch_size=batch_size)
-        for key, value in losses.items():
-            if key != "loss":
-                self.log(f"train/{key}", value.mean(), batch_size=batch_size)
+        losses = {k: v.detach().mean() for k, v in losses.items()}
+        self._log_train_losses(losses, batch_idx, accumulation, batch["video"].shape[0])
         return loss
+
+    def _log_train_losses(
+        self, losses: dict[str, torch.Tensor], batch_idx: int, accumulation: int, batch_size: int
+    ) -> None:
+        """Log ``train/*`` once per optimizer step: with gradient accumulation, the mean over its
+        micro-batches (the loss of the effective batch), logged on the micro-batch that steps."""
+        self._micro_losses.append(losses)
+        if accumulation > 1 and (batch_idx + 1) % accumulation:
+            return
+        micro, self._micro_losses = self._micro_losses, []
+        for key in micro[0]:
+            value = torch.stack([m[key] for m in micro]).mean()
+            self.log(f"train/{key}", value, prog_bar=key == "loss", batch_size=batch_size * len(micro))
 
     def optimizer_step(self, *args: Any, **kwargs: Any) -> None:
         """Optimizer step, then the EMA update, so that both are in place before any callback (checkpoints)

@@ -95,6 +95,10 @@ class _GatheringSpawnLauncher(_MultiProcessingLauncher):
         best_model_path = getattr(callback, "best_model_path", None) if callback else None
         # a collective: every rank takes part in the all-gather, rank 0 keeps the result
         state_dict = full_state_dict(trainer.lightning_module)
+        # let every rank's gloo threads finish that last collective before any worker starts exiting
+        # (without it a worker occasionally aborted at interpreter shutdown: "terminate called without
+        # an active exception")
+        torch.distributed.barrier()
         if self._strategy.local_rank != 0:
             return None
         weights_path = None
