@@ -42,6 +42,16 @@ def test_cond_cat_select_repeat() -> None:
     assert torch.equal(a.cat(b).select(slice(1, 3)).labels, torch.tensor([2, 9]))
 
 
+def test_cond_num_video_frames_is_kept_and_not_a_tensor() -> None:
+    a = Cond(labels=torch.tensor([1, 2]), num_video_frames=16)
+    assert set(a._tensors()) == {"labels"}
+    for derived in (a.to("cpu"), a.repeat(2), a.select(slice(0, 1)), a.cat(a)):
+        assert derived.num_video_frames == 16
+    assert Cond(num_video_frames=16).is_empty  # no tensor: conditions on nothing
+    with pytest.raises(ValueError, match="num_video_frames"):
+        a.cat(Cond(labels=torch.tensor([3])))
+
+
 def test_ema_update_is_the_exponential_average() -> None:
     model = nn.Linear(3, 2)
     ema = make_ema_copy(model)

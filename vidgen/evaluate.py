@@ -56,20 +56,49 @@ def build_metrics(
 
 
 def fake_from_checkpoint(
-    module: Any, num: int, batch_size: int, seed: int, guidance_scale: float | None, sampler: dict | None
+    module: Any,
+    num: int,
+    batch_size: int,
+    seed: int,
+    guidance_scale: float | None,
+    sampler: dict | None,
+    captions: list[str] | None = None,
 ) -> Iterator[Batch]:
-    """Generate ``num`` clips in batches; class-conditional models get the classes in turn."""
+    """Generate ``num`` clips in batches; class-conditional models get the classes in turn, text-conditional
+    ones the given ``captions`` (``num`` of them, e.g. the evaluation split's), which the batches carry on
+    to the metrics (CLIPSIM)."""
     generator = torch.Generator().manual_seed(seed)
     num_classes = module.conditioner.num_classes
+    is_text = bool(getattr(module.conditioner, "text_dim", 0))
+    if is_text and (captions is None or len(captions) < num):
+        raise ValueError(f"a text-conditional model needs {num} captions to generate evaluation clips")
     with tqdm(total=num, desc="generating", unit="clip") as bar:
         for start in range(0, num, batch_size):
             n = min(batch_size, num - start)
             labels = torch.arange(start, start + n) % num_classes if num_classes else None
+            chunk = list(captions[start : start + n]) if is_text and captions else None
             videos = module.generate(
-                n, generator=generator, labels=labels, guidance_scale=guidance_scale, sampler=sampler
+                n,
+                generator=generator,
+                labels=labels,
+                captions=chunk,
+                guidance_scale=guidance_scale,
+                sampler=sampler,
             )
             bar.update(n)
-            yield {"video": frames_to_uint8_batch(videos), "label": labels}
+            batch: Batch = {"video": frames_to_uint8_batch(videos), "label": labels}
+            if chunk is not None:
+                batch["caption"] = chunk
+            yield batch
+
+
+def evaluation_captions(module: Any, datamodule: Any, num: int) -> list[str] | None:
+    """Captions to generate evaluation clips from: the data's (deterministic), for text models only."""
+    if not getattr(module.conditioner, "text_dim", 0):
+        return None
+    if datamodule is None or not getattr(datamodule, "has_captions", False):
+        raise ConfigError("data", "a text-conditional model is evaluated on captions: use data with captions")
+    return list(datamodule.sample_captions(num))
 
 
 def fake_from_folder(folder: Path, batch_size: int) -> Iterator[Batch]:
@@ -124,7 +153,8 @@ def evaluate_model(
     check_required_files(metrics)
     need_real, need_fake = protocol_counts(metrics)
     real = real_from_dataset(datamodule.evaluation_dataset(need_real), batch_size) if need_real else None
-    fake = fake_from_checkpoint(module, need_fake, batch_size, seed, None, None)
+    captions = evaluation_captions(module, datamodule, need_fake)
+    fake = fake_from_checkpoint(module, need_fake, batch_size, seed, None, None, captions)
     return evaluate(
         metrics,
         fake,
@@ -189,8 +219,11 @@ def run_evaluation(cfg: DictConfig) -> dict[str, Any]:
 
     if module is not None:
         sampler = OmegaConf.to_container(cfg.sampler, resolve=True) if cfg.get("sampler") else None
+        captions = evaluation_captions(
+            module, instantiate_node(data_cfg) if data_cfg is not None else None, num_fake_needed
+        )
         fake_batches = fake_from_checkpoint(
-            module, num_fake_needed, batch_size, int(cfg.seed), cfg.guidance_scale, sampler
+            module, num_fake_needed, batch_size, int(cfg.seed), cfg.guidance_scale, sampler, captions
         )
     else:
         fake_batches = fake_from_folder(Path(cfg.fake_dir), batch_size)

@@ -46,6 +46,12 @@ def sample(cfg: DictConfig) -> list[Path]:
     num_classes = module.conditioner.num_classes
     if num_classes and labels is None:
         labels = torch.arange(int(cfg.num_videos)) % num_classes  # the classes in turn
+    captions = None
+    if cfg.get("captions"):
+        given = [str(c) for c in cfg.captions]
+        captions = [given[i % len(given)] for i in range(int(cfg.num_videos))]
+    elif getattr(module.conditioner, "text_dim", 0):
+        raise ConfigError("captions", 'this model is text-conditional: give captions=["a ...", ...]')
     scale = cfg.guidance_scale if cfg.guidance_scale is not None else train_cfg.guidance_scale
 
     start = time.perf_counter()
@@ -53,6 +59,7 @@ def sample(cfg: DictConfig) -> list[Path]:
         int(cfg.num_videos),
         generator=torch.Generator().manual_seed(int(cfg.seed)),
         labels=labels,
+        captions=captions,
         guidance_scale=float(scale),
         sampler=sampler_cfg,
         batch_size=cfg.batch_size,
@@ -66,8 +73,12 @@ def sample(cfg: DictConfig) -> list[Path]:
     for i, video in enumerate(videos):
         written.append(write_mp4(out_dir / f"sample_{i:03d}.mp4", video, fps=int(cfg.fps), scale=scale_px))
     written.append(write_mp4(out_dir / "grid.mp4", make_grid_video(videos), fps=int(cfg.fps), scale=scale_px))
-    if labels is not None:  # what each file was generated for (vidgen.evaluate reads it: class accuracy)
-        conditions = {"labels": {p.name: int(label) for p, label in zip(written, labels.tolist())}}
+    conditions: dict[str, dict] = {}  # what each file was generated for (vidgen.evaluate reads it)
+    if labels is not None:
+        conditions["labels"] = {p.name: int(label) for p, label in zip(written, labels.tolist())}
+    if captions is not None:
+        conditions["captions"] = {p.name: caption for p, caption in zip(written, captions)}
+    if conditions:
         (out_dir / "conditions.json").write_text(json.dumps(conditions, indent=2))
     print(
         f"Wrote {len(videos)} videos + grid.mp4 to {out_dir} "

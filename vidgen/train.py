@@ -83,6 +83,7 @@ def _evaluate_at_end(
     import json
 
     from vidgen.evaluate import build_metrics, evaluate_model, format_table
+    from vidgen.lit.periodic_evaluation import record_final_evaluation
 
     settings = cfg.evaluation
     metrics = build_metrics(cfg.metrics, module.device, settings.num_real, settings.num_fake)
@@ -96,6 +97,7 @@ def _evaluate_at_end(
         seed=int(cfg.seed),
     )
     (run_dir / "metrics.json").write_text(json.dumps(result, indent=2, default=str))
+    record_final_evaluation(trainer, run_dir, step, result["metrics"])  # the last row of metrics_history
     for logger in trainer.loggers:
         logger.log_metrics({f"eval/{k}": v for k, v in result["metrics"].items()}, step=step)
     print(format_table(result["metrics"]))
@@ -181,6 +183,25 @@ def _unsharded_copy(module: Any, cfg: DictConfig, run_dir: Path, resolved: dict)
     return plain
 
 
+def _init_from_pretrained(module: Any, cfg: DictConfig, ckpt_path: Path | None, run_dir: Path) -> None:
+    """``pretrained.path``: initialise the denoiser (and restart its EMA twin) from a pretrained image model,
+    on a fresh start only; the report goes to ``<run_dir>/pretrained_report.json`` (written by rank 0)."""
+    node = cfg.get("pretrained")
+    if not node or not node.get("path"):
+        return
+    if ckpt_path is not None:
+        print(f"pretrained.path is ignored: resuming from {ckpt_path}, which holds the initialised weights")
+        return
+    from lightning.fabric.utilities.rank_zero import rank_zero_only
+
+    from vidgen.models.pretrained import init_module_from_pretrained
+
+    report = init_module_from_pretrained(module, node.path, str(node.get("kind", "dit")))
+    if rank_zero_only.rank == 0:
+        report.write(run_dir / "pretrained_report.json")
+        print(f"{report.summary()}\nReport: {run_dir / 'pretrained_report.json'}")
+
+
 def train(cfg: DictConfig) -> dict[str, Any]:
     """Validate the config, build data + module + trainer, fit, write final samples. Returns a summary."""
     validate_config(cfg)
@@ -194,6 +215,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     L.seed_everything(int(cfg.seed), workers=True, verbose=False)
     datamodule = instantiate(cfg.data)
     module = build_module(cfg, samples_dir=run_dir / "samples", config=resolved)
+    _init_from_pretrained(module, cfg, ckpt_path, run_dir)
     callbacks = [instantiate(node) for node in (cfg.get("callbacks") or {}).values()]
     callbacks.append(_ReportFitResults())
     logger = instantiate(cfg.logger) if cfg.get("logger") else False

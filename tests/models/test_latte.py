@@ -299,7 +299,7 @@ def test_gradient_checkpointing_same_output_and_gradients():
         (dict(num_frames=0), "model.num_frames"),
         (dict(mlp_ratio=0.0), "model.mlp_ratio"),
         (dict(num_classes=-1), "model.num_classes"),
-        (dict(variant=2), "model.variant"),
+        (dict(variant=0), "model.variant"),
         (dict(variant=5), "model.variant"),
     ],
 )
@@ -314,9 +314,9 @@ def test_unknown_size_message_lists_sizes():
         meta_latte(size="M")
 
 
-def test_variant_message_says_only_variant_1():
-    with pytest.raises(ConfigError, match="only variant 1 is implemented so far"):
-        meta_latte(variant=3)
+def test_variant_message_lists_the_variants():
+    with pytest.raises(ConfigError, match=r"unknown value 5; choose one of 1, 2, 3, 4"):
+        meta_latte(variant=5)
 
 
 def test_bad_inputs_raise_clear_errors():

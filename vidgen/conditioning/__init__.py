@@ -8,6 +8,7 @@ from vidgen.conditioning.conditioners import (
     NoConditioner,
     build_conditioner,
 )
+from vidgen.conditioning.text import TextConditioner
 
 __all__ = [
     "CONDITIONER_KINDS",
@@ -15,5 +16,6 @@ __all__ = [
     "Cond",
     "Conditioner",
     "NoConditioner",
+    "TextConditioner",
     "build_conditioner",
 ]

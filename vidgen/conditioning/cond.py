@@ -17,15 +17,22 @@ class Cond:
         text: ``(B, L, D)`` per-token text-encoder states.
         text_mask: ``(B, L)`` bool, True where a token is real (not padding).
         pooled_text: ``(B, D)`` pooled text embedding.
+        num_video_frames: image-video joint training: the first ``F`` frames of ``x`` are one video clip,
+            frames ``F..`` are independent images (the same ``F`` for the whole batch). None = every frame
+            belongs to the clip. Not a tensor: :meth:`to`, :meth:`cat`, :meth:`repeat` and :meth:`select`
+            keep it unchanged.
     """
 
     labels: torch.Tensor | None = None
     text: torch.Tensor | None = None
     text_mask: torch.Tensor | None = None
     pooled_text: torch.Tensor | None = None
+    num_video_frames: int | None = None
 
     def _tensors(self) -> dict[str, torch.Tensor]:
-        return {f.name: getattr(self, f.name) for f in fields(self) if getattr(self, f.name) is not None}
+        """The tensor fields that are set (never the non-tensor ``num_video_frames``)."""
+        values = {f.name: getattr(self, f.name) for f in fields(self)}
+        return {k: v for k, v in values.items() if isinstance(v, torch.Tensor)}
 
     def to(self, device: torch.device | str) -> Cond:
         """Return a copy with every tensor moved to ``device``."""
@@ -36,6 +43,11 @@ class Cond:
         mine, theirs = self._tensors(), other._tensors()
         if mine.keys() != theirs.keys():
             raise ValueError(f"cannot concatenate conditions with fields {sorted(mine)} and {sorted(theirs)}")
+        if self.num_video_frames != other.num_video_frames:
+            raise ValueError(
+                f"cannot concatenate conditions with num_video_frames {self.num_video_frames} and "
+                f"{other.num_video_frames}: one batch has one clip length"
+            )
         return replace(self, **{k: torch.cat([mine[k], theirs[k]], dim=0) for k in mine})
 
     def repeat(self, n: int) -> Cond:
@@ -48,4 +60,5 @@ class Cond:
 
     @property
     def is_empty(self) -> bool:
+        """True when no tensor field is set (``num_video_frames`` alone does not condition on anything)."""
         return not self._tensors()

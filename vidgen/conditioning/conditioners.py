@@ -128,13 +128,30 @@ class ClassConditioner(Conditioner):
         return Cond(labels=labels.to(device))
 
 
-CONDITIONER_KINDS = ("none", "class")
+CONDITIONER_KINDS = ("none", "class", "text")
 
 
-def build_conditioner(kind: str, num_classes: int = 0, drop_prob: float = 0.0) -> Conditioner:
-    """Build the conditioner named by ``conditioner.kind`` (the config node's keys are the arguments)."""
+def build_conditioner(
+    kind: str,
+    num_classes: int = 0,
+    drop_prob: float = 0.0,
+    text_dim: int = 0,
+    path: str | None = None,
+    model_name: str | None = None,
+    max_length: int = 77,
+) -> Conditioner:
+    """Build the conditioner named by ``conditioner.kind`` (the config node's keys are the arguments).
+
+    ``text_dim`` is the width of the text states the denoiser receives (0 unless ``kind`` is ``text``);
+    ``path``, ``model_name`` and ``max_length`` configure the text encoder (see
+    :class:`~vidgen.conditioning.text.TextConditioner`).
+    """
     if not 0.0 <= float(drop_prob) < 1.0:
         raise ConfigError("conditioner.drop_prob", f"must lie in [0, 1), got {drop_prob}")
+    if kind != "text" and text_dim:
+        raise ConfigError(
+            "conditioner.text_dim", f"only text conditioning has text states; 0 for kind '{kind}'"
+        )
     if kind == "none":
         if num_classes:
             raise ConfigError("conditioner.num_classes", "an unconditional model has num_classes 0")
@@ -146,6 +163,18 @@ def build_conditioner(kind: str, num_classes: int = 0, drop_prob: float = 0.0) -
                 f"class conditioning needs num_classes > 0, got {num_classes} (does the dataset have labels?)",
             )
         return ClassConditioner(num_classes, drop_prob)
+    if kind == "text":
+        from vidgen.conditioning.text import TextConditioner
+
+        if num_classes:
+            raise ConfigError("conditioner.num_classes", "a text-conditional model has num_classes 0")
+        if not path:
+            raise ConfigError("conditioner.path", "text conditioning needs a local open_clip checkpoint file")
+        if not model_name:
+            raise ConfigError("conditioner.model_name", "text conditioning needs an open_clip architecture")
+        if int(text_dim) <= 0:
+            raise ConfigError("conditioner.text_dim", f"text conditioning needs text_dim > 0, got {text_dim}")
+        return TextConditioner(path, model_name, text_dim, max_length, drop_prob)
     raise ConfigError(
         "conditioner.kind", f"unknown kind '{kind}'; choose one of {', '.join(CONDITIONER_KINDS)}"
     )

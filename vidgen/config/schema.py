@@ -113,11 +113,26 @@ class ConditionerSchema:
     kind: str = "none"
     num_classes: int = 0
     drop_prob: float = 0.0
+    text_dim: int = 0
+    path: str | None = None
+    model_name: str | None = None
+    max_length: int = 77
 
     def __post_init__(self) -> None:
-        _one_of(self.kind, ("none", "class"), "kind")
+        _one_of(self.kind, ("none", "class", "text"), "kind")
         _require(0.0 <= self.drop_prob < 1.0, "drop_prob", f"must lie in [0, 1), got {self.drop_prob}")
         _require(self.kind != "class" or self.num_classes > 0, "num_classes", "class conditioning needs > 0")
+        text = self.kind == "text"
+        _require(not text or self.num_classes == 0, "num_classes", "text conditioning takes no classes: 0")
+        _require(
+            text or self.text_dim == 0, "text_dim", f"only kind 'text' has text states; 0 for '{self.kind}'"
+        )
+        _require(
+            not text or self.text_dim > 0, "text_dim", f"text conditioning needs > 0, got {self.text_dim}"
+        )
+        _require(not text or bool(self.path), "path", "text conditioning needs a local open_clip checkpoint")
+        _require(not text or bool(self.model_name), "model_name", "text conditioning needs an architecture")
+        _require(self.max_length >= 2, "max_length", f"must be >= 2, got {self.max_length}")
 
 
 @dataclass
@@ -146,9 +161,15 @@ class EvaluationSchema:
     num_real: int | None = None
     num_fake: int | None = None
     batch_size: int = 16
+    every_n_steps: int | None = None
 
     def __post_init__(self) -> None:
         _require(self.batch_size >= 1, "batch_size", "must be >= 1")
+        _require(
+            self.every_n_steps is None or self.every_n_steps >= 1,
+            "every_n_steps",
+            f"must be >= 1 (or null: off), got {self.every_n_steps}",
+        )
         for name in ("num_real", "num_fake"):
             value = getattr(self, name)
             _require(
@@ -164,6 +185,17 @@ class CompileSchema:
     def __post_init__(self) -> None:
         modes = (None, "default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
         _require(self.mode in modes, "mode", f"must be one of {modes}, got {self.mode!r}")
+
+
+@dataclass
+class PretrainedSchema:
+    """``pretrained``: initialise the denoiser from a pretrained image model on a fresh start."""
+
+    path: str | None = None
+    kind: str = "dit"
+
+    def __post_init__(self) -> None:
+        _one_of(self.kind, ("dit",), "kind")
 
 
 @dataclass
@@ -188,6 +220,7 @@ NODE_SCHEMAS: dict[str, type] = {
     "autoencoder": AutoencoderSchema,
     "evaluation": EvaluationSchema,
     "compile": CompileSchema,
+    "pretrained": PretrainedSchema,
 }
 TARGET_NODES = ("model", "data", "trainer", "logger")
 

@@ -5,6 +5,11 @@ Both modules validate every value in ``__init__`` (a bad value raises :class:`Co
 a :class:`~vidgen.data.loader.ResumableDataLoader` for training (resumable mid-epoch; use
 ``Trainer(use_distributed_sampler=False)``) and a fixed, unshuffled validation loader, and draw sampling
 conditions deterministically from the validation split (:meth:`sample_labels`, :meth:`sample_captions`).
+
+``joint_image_frames = K > 0`` turns on image-video joint training (:mod:`vidgen.data.joint`): training
+batches carry ``K`` single frames of other clips after the clip's ``F`` frames (``video``:
+``(B, C, F + K, H, W)``) and ``num_video_frames`` ``(B,)`` = ``F``; validation and evaluation data stay plain
+``F``-frame clips.
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from vidgen.config.errors import ConfigError
+from vidgen.data.joint import JointImageFrames
 from vidgen.data.loader import ResumableDataLoader
 from vidgen.data.synthetic import SyntheticVideoDataset
 from vidgen.data.video_folder import VIDEO_EXTENSIONS, VideoEntry, VideoFolderDataset, list_videos
@@ -46,9 +52,11 @@ class _ClipDataModule(pl.LightningDataModule):
         val_batch_size: int | None,
         drop_last: bool,
         pin_memory: bool,
+        joint_image_frames: int = 0,
     ) -> None:
         super().__init__()
         self.batch_size = _positive("data.batch_size", batch_size)
+        self.joint_image_frames = _positive("data.joint_image_frames", joint_image_frames, minimum=0)
         self.num_workers = _positive("data.num_workers", num_workers, minimum=0)
         self.seed = _positive("data.seed", seed, minimum=0)
         self.val_batch_size = (
@@ -72,10 +80,17 @@ class _ClipDataModule(pl.LightningDataModule):
         return False
 
     # ----------------------------------------------------------------------------------------- loaders
+    def training_dataset(self) -> Dataset:
+        """The dataset the training loader reads: ``train_set``, with ``joint_image_frames`` single frames of
+        other clips appended to every clip when that is > 0 (:class:`~vidgen.data.joint.JointImageFrames`)."""
+        if self.joint_image_frames == 0:
+            return self.train_set
+        return JointImageFrames(self.train_set, self.joint_image_frames, seed=self.seed)
+
     def train_dataloader(self) -> ResumableDataLoader:
         """Shuffled per epoch from ``seed``, sharded over ranks, resumable (see :mod:`vidgen.data.loader`)."""
         return ResumableDataLoader(
-            self.train_set,
+            self.training_dataset(),
             batch_size=self.batch_size,
             seed=self.seed,
             shuffle=True,
@@ -134,6 +149,10 @@ class SyntheticDataModule(_ClipDataModule):
         max_objects, min_objects: objects per clip.
         shapes, motions, colors: subsets of the vocabularies (define ``class_names``).
         object_size, speed: ``[min, max]`` fractions of the resolution (size; displacement per frame).
+        frame_stride: render every ``frame_stride``-th frame of a ``(F - 1) * frame_stride + 1``-frame motion
+            (the synthetic counterpart of a real video's sampling interval; 1 = every frame).
+        joint_image_frames: ``K`` single frames of other training clips appended to every training clip
+            (image-video joint training; 0 = off).
         val_batch_size: default ``batch_size``.
         drop_last: drop the incomplete last training batch.
         pin_memory: DataLoader pin_memory.
@@ -157,13 +176,18 @@ class SyntheticDataModule(_ClipDataModule):
         colors: Sequence[str] | None = None,
         object_size: Sequence[float] | float = (0.3, 0.4),
         speed: Sequence[float] | float = (0.03, 0.06),
+        frame_stride: int = 1,
+        joint_image_frames: int = 0,
         val_batch_size: int | None = None,
         drop_last: bool = True,
         pin_memory: bool = False,
     ) -> None:
-        super().__init__(batch_size, num_workers, seed, val_batch_size, drop_last, pin_memory)
+        super().__init__(
+            batch_size, num_workers, seed, val_batch_size, drop_last, pin_memory, joint_image_frames
+        )
         common = {
             "num_frames": _positive("data.num_frames", num_frames),
+            "frame_stride": _positive("data.frame_stride", frame_stride),
             "resolution": _positive("data.resolution", resolution),
             "channels": channels,
             "seed": self.seed,
@@ -185,6 +209,7 @@ class SyntheticDataModule(_ClipDataModule):
         self.val_set = SyntheticVideoDataset(
             num_clips=_positive("data.val_clips", val_clips), split="val", **common
         )
+        self.training_dataset()  # checks joint_image_frames against the training split
 
     @property
     def num_classes(self) -> int:
@@ -233,6 +258,9 @@ class VideoFolderDataModule(_ClipDataModule):
         val_max_clips: cap on validation videos.
         val_batch_size, drop_last, pin_memory: loader options.
         probe: open every video at construction to exclude unreadable ones early (slow on big sets).
+        joint_image_frames: ``K`` single frames of other training videos (uniform over their frames, resized,
+            cropped and flipped like clips) appended to every training clip (image-video joint training;
+            0 = off).
     """
 
     def __init__(
@@ -257,8 +285,11 @@ class VideoFolderDataModule(_ClipDataModule):
         drop_last: bool = True,
         pin_memory: bool = False,
         probe: bool = False,
+        joint_image_frames: int = 0,
     ) -> None:
-        super().__init__(batch_size, num_workers, seed, val_batch_size, drop_last, pin_memory)
+        super().__init__(
+            batch_size, num_workers, seed, val_batch_size, drop_last, pin_memory, joint_image_frames
+        )
         if channels != 3:
             raise ConfigError(
                 "data.channels", f"video folders are decoded as RGB (3 channels), got {channels}"
@@ -312,6 +343,7 @@ class VideoFolderDataModule(_ClipDataModule):
             entries=train_entries, hflip=bool(hflip), random_offset=True, **common
         )
         self.val_set = VideoFolderDataset(entries=val_entries, hflip=False, random_offset=False, **common)
+        self.training_dataset()  # checks joint_image_frames against the training split
 
     def _split(
         self, entries: list[VideoEntry], val_fraction: float

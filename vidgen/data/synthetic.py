@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
@@ -84,7 +84,8 @@ class ObjectSpec:
         motion: one of :data:`MOTIONS`.
         size: full extent in pixels (square side, circle diameter, triangle side).
         positions: ``(F, 2)`` float32 centre ``(x, y)`` per frame, in pixels (exactly the rendered centres).
-        velocity: initial velocity ``(dx, dy)`` in pixels per frame (tangential velocity for ``circle``).
+        velocity: initial velocity ``(dx, dy)`` in pixels per frame of the underlying motion (tangential
+            velocity for ``circle``); a rendered frame is ``frame_stride`` of those frames.
     """
 
     shape: str
@@ -115,6 +116,7 @@ class ClipSpec:
         objects: drawn in order (later objects over earlier ones); ``objects[0]`` is the primary object.
         label: class index of the primary object's ``(shape, motion)``.
         caption: ``" and "``-joined object phrases, e.g. ``"a red square moving left and a blue circle moving up"``.
+        frame_stride: rendered frames are every ``frame_stride``-th frame of the underlying motion.
     """
 
     split: str
@@ -125,6 +127,7 @@ class ClipSpec:
     objects: tuple[ObjectSpec, ...]
     label: int
     caption: str
+    frame_stride: int = 1
 
     @property
     def primary(self) -> ObjectSpec:
@@ -209,8 +212,13 @@ class SyntheticVideoDataset(Dataset):
         colors: subset of :data:`PALETTE` names (default all); objects in one clip get distinct colours
             while there are enough.
         object_size: ``[min, max]`` object extent as a fraction of ``R`` (default about a third of the frame).
-        speed: ``[min, max]`` speed as a fraction of ``R`` per frame (default 1-2 px/frame at ``R = 32``).
+        speed: ``[min, max]`` speed as a fraction of ``R`` per frame of the underlying motion (default 1-2
+            px/frame at ``R = 32``).
         background: background RGB (0-255), dark by default.
+        frame_stride: the synthetic counterpart of a real video's sampling interval: the motion runs for
+            ``(F - 1) * frame_stride + 1`` frames and every ``frame_stride``-th frame is rendered (positions
+            and velocities are those of the underlying motion, so a clip moves ``frame_stride`` times as far
+            per rendered frame). ``1`` renders every frame (the default; identical clips to before).
 
     Config keys in errors are ``data.<arg>``.
     """
@@ -231,6 +239,7 @@ class SyntheticVideoDataset(Dataset):
         object_size: Sequence[float] | float = (0.3, 0.4),
         speed: Sequence[float] | float = (0.03, 0.06),
         background: Sequence[int] = (8, 8, 12),
+        frame_stride: int = 1,
     ) -> None:
         super().__init__()
         if int(num_clips) < 1:
@@ -241,6 +250,12 @@ class SyntheticVideoDataset(Dataset):
             raise ConfigError("data.resolution", f"must be >= 8 pixels, got {resolution}")
         if int(channels) not in (1, 3):
             raise ConfigError("data.channels", f"must be 1 or 3, got {channels}")
+        if (
+            isinstance(frame_stride, bool)
+            or not isinstance(frame_stride, int | np.integer)
+            or frame_stride < 1
+        ):
+            raise ConfigError("data.frame_stride", f"must be an integer >= 1, got {frame_stride!r}")
         if split not in SPLITS:
             raise ConfigError("data.split", f"must be one of {list(SPLITS)}, got {split!r}")
         if int(seed) < 0:
@@ -251,6 +266,7 @@ class SyntheticVideoDataset(Dataset):
             )
         self.num_clips = int(num_clips)
         self.num_frames = int(num_frames)
+        self.frame_stride = int(frame_stride)
         self.resolution = int(resolution)
         self.channels = int(channels)
         self.split = split
@@ -297,7 +313,8 @@ class SyntheticVideoDataset(Dataset):
         return index
 
     def _sample_object(self, rng: np.random.Generator, color_name: str) -> ObjectSpec:
-        res, frames = self.resolution, self.num_frames
+        # the underlying motion spans (F - 1) * stride + 1 frames; every stride-th one is rendered
+        res, frames = self.resolution, (self.num_frames - 1) * self.frame_stride + 1
         shape = self.shapes[rng.integers(len(self.shapes))]
         motion = self.motions[rng.integers(len(self.motions))]
         size = float(rng.uniform(*self.object_size) * res)
@@ -339,7 +356,7 @@ class SyntheticVideoDataset(Dataset):
             color_rgb=PALETTE[color_name],
             motion=motion,
             size=size,
-            positions=torch.from_numpy(positions).to(torch.float32),
+            positions=torch.from_numpy(positions[:: self.frame_stride]).to(torch.float32),
             velocity=(float(velocity[0]), float(velocity[1])),
         )
 
@@ -362,6 +379,7 @@ class SyntheticVideoDataset(Dataset):
             objects=objects,
             label=self.label_of(objects[0].shape, objects[0].motion),
             caption=" and ".join(obj.phrase for obj in objects),
+            frame_stride=self.frame_stride,
         )
 
     def render(self, spec: ClipSpec) -> torch.Tensor:
@@ -387,6 +405,22 @@ class SyntheticVideoDataset(Dataset):
             image = (image * luma).sum(axis=0, keepdims=True)
         video = torch.from_numpy(np.ascontiguousarray(image, dtype=np.float32))
         return video.mul_(2.0).sub_(1.0).clamp_(-1.0, 1.0)
+
+    def render_frames(self, spec: ClipSpec, frames: Sequence[int]) -> torch.Tensor:
+        """Render only the given frames of a spec: ``(C, len(frames), R, R)``, equal to those frames of
+        :meth:`render`."""
+        frames = [int(t) for t in frames]
+        if any(not 0 <= t < spec.num_frames for t in frames):
+            raise IndexError(f"frames {frames} out of range for a clip of {spec.num_frames} frames")
+        objects = tuple(replace(obj, positions=obj.positions[frames]) for obj in spec.objects)
+        return self.render(replace(spec, num_frames=len(frames), objects=objects))
+
+    def random_frame(self, index: int, rng: np.random.Generator) -> tuple[torch.Tensor, int]:
+        """One frame of clip ``index``, uniform over its frames: ``((C, 1, R, R), frame number)``. Used for
+        image-video joint training (:class:`vidgen.data.joint.JointImageFrames`)."""
+        spec = self.describe(index)
+        t = int(rng.integers(spec.num_frames))
+        return self.render_frames(spec, [t]), t
 
     def __getitem__(self, index: int) -> dict[str, torch.Tensor | int | str]:
         spec = self.describe(index)

@@ -306,6 +306,37 @@ class VideoFolderDataset(Dataset):
             video = video.flip(-1)
         return video
 
+    def _note_failed_read(self, entry: VideoEntry, error: Exception) -> None:
+        self.num_failed_reads += 1
+        self.failed_paths.append(str(entry.path))
+        warnings.warn(
+            f"VideoFolderDataset: skipping unreadable video ({error}); "
+            f"{self.num_failed_reads} failed reads so far in this process",
+            stacklevel=3,
+        )
+
+    def random_frame(self, index: int, rng: np.random.Generator) -> tuple[torch.Tensor, int]:
+        """One frame of video ``index``, uniform over all its frames, resized and cropped like a clip (and
+        mirrored with probability 1/2 when ``hflip``): ``((3, 1, R, R), frame number)``. Used for
+        image-video joint training (:class:`vidgen.data.joint.JointImageFrames`).
+
+        Raises:
+            VideoReadError, OSError: the video cannot be read (counted in ``num_failed_reads``).
+        """
+        entry = self.entries[int(index)]
+        try:
+            available = self._frame_counts.get(int(index))
+            if available is None:
+                available = self._num_available(entry)
+            t = int(rng.integers(max(1, available)))
+            frame = resize_center_crop(self._read_frames(entry, [t]), self.resolution)
+        except (VideoReadError, OSError) as error:
+            self._note_failed_read(entry, error)
+            raise
+        if self.hflip and rng.random() < 0.5:
+            frame = frame.flip(-1)
+        return frame, t
+
     def __getitem__(self, index: int) -> dict[str, torch.Tensor | int]:
         index = int(index)
         if not 0 <= index < len(self):
@@ -316,13 +347,7 @@ class VideoFolderDataset(Dataset):
             try:
                 video = self._load(current)
             except (VideoReadError, OSError) as error:
-                self.num_failed_reads += 1
-                self.failed_paths.append(str(entry.path))
-                warnings.warn(
-                    f"VideoFolderDataset: skipping unreadable video ({error}); "
-                    f"{self.num_failed_reads} failed reads so far in this process",
-                    stacklevel=2,
-                )
+                self._note_failed_read(entry, error)
                 continue
             item: dict[str, torch.Tensor | int] = {"video": video, "index": current}
             if self.class_from_folder:

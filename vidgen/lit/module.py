@@ -6,6 +6,7 @@ denoiser, the frozen autoencoder, the conditioner and the diffusion process are 
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -112,6 +113,10 @@ class VideoDiffusionModule(L.LightningModule):
         video = batch["video"]
         latents = self.autoencoder.encode(video, generator=generator).detach()
         cond = self.conditioner(batch, train=train, generator=generator).to(self.device)
+        if "num_video_frames" in batch:  # image-video joint training: frames F.. are independent images
+            cond = replace(
+                cond, num_video_frames=int(torch.as_tensor(batch["num_video_frames"]).flatten()[0])
+            )
         batch_size = latents.shape[0]
         t = torch.randint(0, self.diffusion.num_timesteps, (batch_size,), generator=generator).to(self.device)
         noise = torch.randn(latents.shape, generator=generator, dtype=latents.dtype).to(self.device)

@@ -27,8 +27,6 @@ most published CLIPSIM numbers), set ``model_name=ViT-B-32-quickgelu`` (OpenAI w
 
 from __future__ import annotations
 
-import json
-import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -37,6 +35,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from vidgen.conditioning.open_clip_loader import create_open_clip
 from vidgen.metrics.base import VideoMetric, check_uint8_videos
 from vidgen.metrics.inception import evenly_spaced_indices, resolve_device
 from vidgen.metrics.weights import WeightFile
@@ -77,75 +76,20 @@ def clip_frames(videos: torch.Tensor, frames_per_clip: int | None, transform: An
     return stacked.view(n, k, *stacked.shape[1:])
 
 
-def _register_config(model_name: str, model_config: Path) -> dict[str, Any]:
-    import open_clip
-
-    with open(model_config, encoding="utf-8") as handle:
-        config = json.load(handle)
-    missing = [key for key in ("embed_dim", "vision_cfg", "text_cfg") if key not in config]
-    if missing:
-        raise ValueError(
-            f"clipsim: model_config '{model_config}' lacks {missing} (an open_clip model config)"
-        )
-    if model_config.stem != model_name:
-        raise ValueError(
-            f"clipsim: open_clip registers '{model_config}' as architecture '{model_config.stem}'; set model_name "
-            f"to '{model_config.stem}' (got '{model_name}')"
-        )
-    open_clip.add_model_config(model_config)
-    return config
-
-
 def load_open_clip(
     model_name: str, checkpoint: Path, model_config: Path | None = None, device: torch.device | str = "cpu"
 ) -> tuple[Any, Any, Any]:
     """Build an open_clip model from a local checkpoint only; returns ``(model, transform, tokenizer)``.
 
     ``model`` is in eval mode on ``device``; ``transform`` is open_clip's evaluation transform for it;
-    ``tokenizer`` maps a list of captions to ``(B, context_length)`` token ids.
+    ``tokenizer`` maps a list of captions to ``(B, context_length)`` token ids. The loading itself is
+    :func:`vidgen.conditioning.open_clip_loader.create_open_clip` (shared with the text conditioner).
     """
-    import open_clip
     from open_clip.transform import PreprocessCfg, image_transform_v2
 
-    if ":" in model_name:
-        raise ValueError(
-            f"clipsim: model_name '{model_name}' has a schema (hf-hub:, local-dir:); give a plain name"
-        )
-    if model_config is not None:
-        config = _register_config(model_name, model_config)
-    else:
-        config = open_clip.get_model_config(model_name)
-        if config is None:
-            raise ValueError(
-                f"clipsim: open_clip has no architecture '{model_name}'; give model_config (a JSON config) for a "
-                "custom one"
-            )
-    text_cfg = config.get("text_cfg", {})
-    if "hf_model_name" in text_cfg or "hf_tokenizer_name" in text_cfg or "siglip" in model_name.lower():
-        raise ValueError(
-            f"clipsim: '{model_name}' uses a Hugging Face text model / tokenizer, which would be downloaded; "
-            "use an architecture with open_clip's own tokenizer"
-        )
-    path = Path(checkpoint).expanduser().resolve()
-    if "openai" in path.name.lower() and "quickgelu" not in model_name.lower():
-        warnings.warn(
-            f"clipsim: '{path.name}' looks like OpenAI CLIP weights, which need a QuickGELU architecture "
-            f"(e.g. '{model_name}-quickgelu'); '{model_name}' uses GELU",
-            UserWarning,
-            stacklevel=2,
-        )
-    model = open_clip.create_model(
-        model_name,
-        pretrained=str(path),  # an absolute path to an existing file: never a tag, never a download
-        device=device,
-        pretrained_image=False,
-        pretrained_text=False,
-        weights_only=True,
-    )
-    model.eval().requires_grad_(False)
-    transform = image_transform_v2(PreprocessCfg(**model.visual.preprocess_cfg), is_train=False)
-    tokenizer = open_clip.get_tokenizer(model_name)
-    return model, transform, tokenizer
+    loaded = create_open_clip(model_name, checkpoint, model_config, device, who="clipsim")
+    transform = image_transform_v2(PreprocessCfg(**loaded.model.visual.preprocess_cfg), is_train=False)
+    return loaded.model, transform, loaded.tokenizer
 
 
 class CLIPSIM(VideoMetric):

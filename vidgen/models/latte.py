@@ -1,22 +1,102 @@
-"""Latte: a latent video diffusion transformer (Ma et al., 2024), variant 1 ("interleaved fusion").
+"""Latte: a latent video diffusion transformer (Ma et al., 2024; seed 002), every design axis of the paper.
 
-Variant 1 alternates transformer blocks: even index = spatial block (attention over the ``h*w`` patch
-tokens of one frame), odd index = temporal block (attention over the ``F`` tokens at one spatial
-position). Tokens come from a per-frame 2D patch embedding; a frozen 2D sin-cos table is added to every
-frame's tokens and a frozen 1D sin-cos temporal table once, right before the first temporal block (the
-Latte reference code's behaviour). Timestep (+ class) enter every block through adaLN-Zero (the paper's
-S-AdaLN). Parameter names follow DiT so an ImageNet DiT checkpoint can initialise the model.
+One implementation; each design choice of the paper's Sec. 3.2-3.3 is a constructor argument (a config key
+under ``model``), and every block is the one :class:`~vidgen.nn.transformer.TransformerBlock` with a role.
 
-Extension seams (the paper's other design choices come in a later issue): the block schedule is a
-``layout`` of :class:`BlockRole` built by :func:`block_layout` from the variant; the token arrangement
-each role needs lives in ``_ARRANGEMENT``; embedding (``_embed``), conditioning (``_condition``), temporal
-position (``_add_temporal_position``) and decoding (``_unembed``) are separate methods, so a tube patch
-embedding, "all tokens" injection or RoPE replaces one of them.
+Model variants (``variant``, Fig. 2; ``depth`` = number of blocks for every variant):
+    1. interleaved fusion: even blocks spatial (attention over the ``h*w`` tokens of one frame), odd blocks
+       temporal (attention over the ``F`` tokens of one spatial position). The reference code's model.
+    2. late fusion: the first ``ceil(depth/2)`` blocks spatial, the rest temporal: the same blocks as
+       variant 1 in another order, so the same parameter count (needs ``depth >= 2``).
+    3. factorised self-attention: each block = spatial MHA, then temporal MHA, then one MLP (each MHA with
+       its own pre-LN and residual, as ViViT's model 3). Under adaLN both MHAs use the block's one
+       attention (shift, scale, gate) triple: one ``6h`` modulation per block as in every variant.
+    4. factorised MHA: each block has one MHA whose first half of the heads attends over space and second
+       half over time; the two results, reshaped back to ``(B, F, S, D)``, are summed through the output
+       projection (``W [z_s; z_t] = W_s z_s + W_t z_t``, the seed's "add z_t' to z_s") and passed on to
+       the MLP. Same parameters as a variant-1 block (needs an even ``num_heads``).
+
+Patch embedding (``patch_embed``, Sec. 3.3.1): ``frame`` = a 2D ``p x p`` patch embedding of every frame
+(default); ``tube`` = a Conv3d over ``s x p x p`` tubes (``tube_stride = s``; ``num_frames`` divisible by
+``s``) giving ``F/s`` token frames, and after the linear decoder and unpatchify a 3D transposed
+convolution (kernel = stride = ``(s, 1, 1)``, started as frame repetition) brings the output back to ``F``
+frames. The temporal table / RoPE then index token frames.
+
+Timestep/class injection (``injection``, Sec. 3.3.2): ``adaln`` = S-AdaLN (DiT's adaLN-Zero) in every block
+and the final layer (default); ``tokens`` = "all tokens": the timestep embedding and, when class-conditional,
+the label embedding are two extra tokens (one when unconditional) at the input, and nothing is modulated
+(standard pre-LN blocks with affine LayerNorms, a final layer LayerNorm -> Linear). How the condition
+tokens take part in the factorised attention: every frame gets its own copy of the condition tokens,
+prepended to its ``h*w`` patch tokens, so a frame has ``S = n_cond + h*w`` tokens. Spatial attention then
+runs over the ``S`` tokens of one frame (the frame's condition tokens read and summarise that frame only),
+and temporal attention treats each condition slot like one more spatial position: condition token ``i``
+of frame ``f`` attends over condition token ``i`` of the other (clip) frames only. Space and time thus stay
+as factorised as for patches (a condition token never carries another frame's information through a
+spatial layer, nor another position's through a temporal layer); the absolute temporal table is added to
+the condition slots as to every position. The condition tokens are dropped before the final layer.
+
+Temporal position (``temporal_position``, Sec. 3.3.3): ``absolute`` = a frozen 1D sin-cos table added once,
+at the input of the first block that attends over time (before block 1 for variant 1, before block
+``ceil(depth/2)`` for variant 2, before block 0, whose spatial MHA therefore sees it too, for variants 3/4;
+the reference code's "before the first temporal block"); ``rope`` = rotary embedding of queries and keys
+in every temporal attention (:mod:`vidgen.nn.rope`), no additive table. RoPE needs an even head dimension.
+
+Text (``text_dim > 0``, Latte's T2V model built on PixArt-alpha): every block that attends over space
+(variant 1/2 spatial blocks, every variant 3/4 block) gets a cross-attention sub-layer after its spatial
+self-attention (after the split MHA in variant 4), queries = all tokens of the frame, keys/values = the
+per-token text states ``cond.text`` projected by the block (``cond.text_mask`` respected). PixArt's
+practice is followed: no norm, no modulation, no gate, output projection zero-initialised (a fresh text
+model computes exactly what its unconditional twin does). The timestep still enters by adaLN (or tokens);
+``cond.pooled_text`` is accepted and not used (as in PixArt-alpha / Latte T2V). A text model raises when
+``cond.text`` is missing, a model without text when text is given. With image-video joint training the
+appended images attend to their sample's caption (``Cond`` carries one caption per sample).
+
+Image-video joint training (``cond.num_video_frames = F`` with ``x`` of ``F + K`` frames; Sec. 3.3.4):
+spatial attention (and cross-attention, MLPs, condition tokens) see all ``F + K`` frames, each on its own;
+temporal attention runs over the first ``F`` frames only. A variant 1/2 temporal block leaves the ``K``
+image frames untouched (the reference code skips the whole temporal block for them); in variants 3/4 their
+temporal attention output (sub-layer or head group) is zero. The temporal table / RoPE cover the ``F``
+clip frames only; the output has all ``F + K`` frames. ``num_video_frames = 0`` treats every frame as an
+independent image. Not supported with ``patch_embed=tube`` (a tube would fuse clip frames and unrelated
+images): that raises a ValueError.
+
+Parameter counts (XL: h = 1152, 28 blocks, 16 heads, C = 4, p = 2, learn_sigma, unconditional; frozen
+tables are buffers). Outside the blocks: x_embedder ``4*4*h + h``, t_embedder ``256h + h + h^2 + h``, final
+layer ``2h^2 + 2h + 32h + 32`` = 4,337,312. Per block: variant 1/2/4 ``18h^2 + 15h`` (qkv+proj ``4h^2+4h``,
+MLP ``8h^2+5h``, adaLN ``6h^2+6h``), variant 3 ``22h^2 + 19h`` (one more MHA).
+
+=======  ==============  ==============  ===============  ===============
+variant  params (ours)   paper Table 3   GFLOPs (ours)    paper Table 3
+=======  ==============  ==============  ===============  ===============
+1        673,681,568     673.68M         3725.65          5572.69
+2        673,681,568     673.68M         3725.65          5572.69
+3        822,446,240     676.33M         5015.15          6153.15
+3 (23)   676,355,360     676.33M         4119.67          6153.15
+4        673,681,568     676.44M         3725.65          1545.15
+=======  ==============  ==============  ===============  ===============
+
+(FLOPs of one forward on 1 x 4 x 16 x 32 x 32 latents, multiply-add = 2, by :func:`count_flops`.) Variants
+1 and 2 match exactly. Variant 3: 23 blocks (``depth=23``) give 676.35M (truncated), the nearest to the
+paper's 676.33M; its FLOPs are then the paper's divided by 1.494, the same ratio as variant 1's (1.496),
+which supports a 22h^2 block (one 6h modulation) at about 23 blocks in the paper. The default depth stays
+the size table's (28). Variant 4: ours has variant 1's parameters and FLOPs (the split heads compute the
+same products as one spatial plus one temporal block); the paper's extra 2.76M parameters and its 1/3.6
+FLOPs are not explained by the seed's description. The constant ~1.5 FLOPs ratio is not explained either
+(24 = 16 + 8 frames through every block, as in joint training, would give it: ``--frames 24`` in
+``experiments/latte/flops.py`` lands within 0.6% of the paper's variants 1-3).
+
+How the other switches change the count (per block counts apply to every block they touch):
+``tube``: x_embedder ``+ (s-1) * C p^2 h`` (Conv3d weight), plus the transposed conv ``s*C_out^2 + C_out``
+(XL, s = 2: + 18,432 + 136 = 673,700,136); ``tokens``: per block ``- 6h^2 - 6h`` (no adaLN) ``+ 2h`` per
+affine LayerNorm (2 per block, 3 in variant 3), final layer ``- 2h^2`` (adaLN ``2h^2 + 2h`` out, affine LN
+``2h`` in) (XL variant 1: 448,009,376); ``rope``: no change; ``text_dim = T``: per spatial-attention block
+``+ 2h^2 + 2hT + 4h`` (XL variant 1, T = 768: 14 x 4,428,288 = + 61,996,032); ``num_classes = n``: + ``(n+1) h``
+(label table, with the null class; under ``tokens`` too); ``learn_sigma=False``: ``- p^2 C h - p^2 C``.
 """
 
 from __future__ import annotations
 
-from enum import Enum
+from dataclasses import replace
 from typing import NamedTuple
 
 import torch
@@ -28,14 +108,33 @@ from vidgen.conditioning import Cond
 from vidgen.config import ConfigError
 from vidgen.nn import (
     AdaLNModulation,
+    BlockRole,
+    CrossAttention,
     FinalLayer,
     FramePatchEmbed,
     LabelEmbedder,
+    TemporalUpsample,
     TimestepEmbedder,
+    TokenGrid,
     TransformerBlock,
+    TubePatchEmbed,
+    rope_angles,
     sincos_1d_table,
     sincos_2d_table,
 )
+
+__all__ = [
+    "INJECTIONS",
+    "LATTE_SIZES",
+    "LATTE_VARIANTS",
+    "PATCH_EMBEDS",
+    "TEMPORAL_POSITIONS",
+    "BlockRole",
+    "Latte",
+    "LatteSize",
+    "block_layout",
+    "count_flops",
+]
 
 
 class LatteSize(NamedTuple):
@@ -54,31 +153,32 @@ LATTE_SIZES: dict[str, LatteSize] = {
 }
 
 LATTE_VARIANTS = (1, 2, 3, 4)
-IMPLEMENTED_VARIANTS = (1,)
+PATCH_EMBEDS = ("frame", "tube")
+INJECTIONS = ("adaln", "tokens")
+TEMPORAL_POSITIONS = ("absolute", "rope")
 
-
-class BlockRole(Enum):
-    """What a block attends over."""
-
-    SPATIAL = "spatial"  # the h*w tokens of one frame
-    TEMPORAL = "temporal"  # the F tokens of one spatial position
-
-
-#: einops layout of the token tensor that each role's block receives: ``(B, groups, sequence, D)``.
-_ARRANGEMENT: dict[BlockRole, str] = {
-    BlockRole.SPATIAL: "b f s d",
-    BlockRole.TEMPORAL: "b s f d",
-}
+_SPATIAL_ARRANGEMENT = "b f s d"
 
 
 def block_layout(variant: int, depth: int) -> list[BlockRole]:
     """The role of each of the ``depth`` blocks for a Latte variant.
 
     Variant 1 (interleaved fusion): spatial, temporal, spatial, temporal, ...
+    Variant 2 (late fusion): ``ceil(depth/2)`` spatial, then ``floor(depth/2)`` temporal (the same blocks
+    as variant 1).
+    Variant 3: every block factorised self-attention (spatial MHA, temporal MHA, MLP).
+    Variant 4: every block factorised MHA (half the heads spatial, half temporal).
     """
     if variant == 1:
         return [BlockRole.SPATIAL if i % 2 == 0 else BlockRole.TEMPORAL for i in range(depth)]
-    raise ConfigError("model.variant", f"variant {variant}: only variant 1 is implemented so far")
+    if variant == 2:
+        spatial = (depth + 1) // 2
+        return [BlockRole.SPATIAL] * spatial + [BlockRole.TEMPORAL] * (depth - spatial)
+    if variant == 3:
+        return [BlockRole.FACTORISED_ATTENTION] * depth
+    if variant == 4:
+        return [BlockRole.FACTORISED_HEADS] * depth
+    raise ConfigError("model.variant", f"unknown variant {variant!r}; choose one of {LATTE_VARIANTS}")
 
 
 def _check_int(key: str, value: object, minimum: int) -> int:
@@ -87,10 +187,16 @@ def _check_int(key: str, value: object, minimum: int) -> int:
     return value
 
 
+def _check_choice(key: str, value: object, choices: tuple) -> None:
+    if value not in choices:
+        raise ConfigError(key, f"unknown value {value!r}; choose one of {', '.join(map(str, choices))}")
+
+
 class Latte(nn.Module):
     """Latte denoiser. ``forward(x, t, cond) -> out`` on latent videos ``(B, C, F, H, W)``.
 
-    Constructor arguments are the config keys under ``model``.
+    Constructor arguments are the config keys under ``model`` (see the module docstring for what each
+    design switch does and how it changes the parameter count).
 
     Args:
         size: one of :data:`LATTE_SIZES` (``tiny, S, B, L, XL``).
@@ -98,12 +204,18 @@ class Latte(nn.Module):
         patch_size: spatial patch size ``p``.
         in_channels: latent channels ``C``.
         input_size: latent height = width the frozen spatial table is built for.
-        num_frames: number of frames the frozen temporal table is built for.
+        num_frames: number of frames ``F`` the frozen temporal table is built for.
         mlp_ratio: MLP hidden size / hidden size.
         learn_sigma: output ``2C`` channels (eps and the variance interpolation) instead of ``C``.
         num_classes: 0 = unconditional; ``> 0`` adds a label table with ``num_classes + 1`` rows (the last
             is the null class used for classifier-free guidance).
-        variant: Latte model variant (paper Fig. 2); only 1 is implemented so far.
+        variant: Latte model variant 1-4 (paper Fig. 2).
+        patch_embed: ``frame`` (per-frame 2D patches) or ``tube`` (3D tubes of ``tube_stride`` frames).
+        tube_stride: temporal stride ``s`` of the tube embedding (used only with ``tube``).
+        injection: ``adaln`` (S-AdaLN / adaLN-Zero) or ``tokens`` (timestep/class as input tokens).
+        temporal_position: ``absolute`` (frozen sin-cos table) or ``rope`` (rotary, in temporal attention).
+        text_dim: width of the text states ``cond.text``; 0 = no text, ``> 0`` adds cross-attention to
+            every block that attends over space.
         gradient_checkpointing: recompute each block's activations in the backward pass.
     """
 
@@ -121,6 +233,11 @@ class Latte(nn.Module):
         learn_sigma: bool = True,
         num_classes: int = 0,
         variant: int = 1,
+        patch_embed: str = "frame",
+        tube_stride: int = 2,
+        injection: str = "adaln",
+        temporal_position: str = "absolute",
+        text_dim: int = 0,
         gradient_checkpointing: bool = False,
     ) -> None:
         super().__init__()
@@ -151,17 +268,31 @@ class Latte(nn.Module):
         if not isinstance(mlp_ratio, int | float) or int(hidden_size * mlp_ratio) < 1:
             raise ConfigError("model.mlp_ratio", f"must be a positive number, got {mlp_ratio!r}")
         num_classes = _check_int("model.num_classes", num_classes, 0)
-        if variant not in LATTE_VARIANTS:
+        _check_choice("model.variant", variant, LATTE_VARIANTS)
+        if variant == 2 and depth < 2:
             raise ConfigError(
-                "model.variant",
-                f"unknown variant {variant!r}; choose one of {LATTE_VARIANTS} "
-                f"(only variant 1 is implemented so far)",
+                "model.depth", "variant 2 (late fusion) needs depth >= 2: spatial, then temporal"
             )
-        if variant not in IMPLEMENTED_VARIANTS:
+        if variant == 4 and num_heads % 2:
             raise ConfigError(
-                "model.variant",
-                f"variant {variant} is described in the Latte paper, but only variant 1 is implemented so far",
+                "model.num_heads",
+                f"variant 4 splits the heads half spatial, half temporal: {num_heads} is odd",
             )
+        _check_choice("model.patch_embed", patch_embed, PATCH_EMBEDS)
+        tube_stride = _check_int("model.tube_stride", tube_stride, 1)
+        if patch_embed == "tube" and num_frames % tube_stride:
+            raise ConfigError(
+                "model.tube_stride",
+                f"num_frames {num_frames} is not divisible by the tube's temporal stride {tube_stride}",
+            )
+        _check_choice("model.injection", injection, INJECTIONS)
+        _check_choice("model.temporal_position", temporal_position, TEMPORAL_POSITIONS)
+        if temporal_position == "rope" and (hidden_size // num_heads) % 2:
+            raise ConfigError(
+                "model.temporal_position",
+                f"rope needs an even head dimension, got {hidden_size} / {num_heads} = {hidden_size // num_heads}",
+            )
+        text_dim = _check_int("model.text_dim", text_dim, 0)
 
         self.size = size
         self.depth = depth
@@ -175,18 +306,39 @@ class Latte(nn.Module):
         self.num_frames = num_frames
         self.num_classes = num_classes
         self.variant = variant
+        self.patch_embed = patch_embed
+        self.tube_stride = tube_stride if patch_embed == "tube" else 1
+        self.injection = injection
+        self.temporal_position = temporal_position
+        self.text_dim = text_dim
         self.gradient_checkpointing = bool(gradient_checkpointing)
         self.layout: list[BlockRole] = block_layout(variant, depth)
+        #: index of the first block that attends over time (the absolute table goes in there), or None
+        self.first_temporal_block = next((i for i, r in enumerate(self.layout) if r.attends_time), None)
+        modulated = injection == "adaln"
+        #: condition tokens per frame under "all tokens" injection (timestep [+ label]); 0 under adaLN
+        self.num_condition_tokens = 0 if modulated else 1 + (num_classes > 0)
 
-        self.x_embedder = FramePatchEmbed(in_channels, hidden_size, patch_size)
+        if patch_embed == "tube":
+            self.x_embedder = TubePatchEmbed(in_channels, hidden_size, patch_size, tube_stride)
+        else:
+            self.x_embedder = FramePatchEmbed(in_channels, hidden_size, patch_size)
         self.t_embedder = TimestepEmbedder(hidden_size)
         self.y_embedder = LabelEmbedder(num_classes, hidden_size) if num_classes > 0 else None
-        self.blocks = nn.ModuleList(TransformerBlock(hidden_size, num_heads, mlp_ratio) for _ in self.layout)
-        self.final_layer = FinalLayer(hidden_size, patch_size, self.out_channels)
+        self.blocks = nn.ModuleList(
+            TransformerBlock(
+                hidden_size, num_heads, mlp_ratio, role=role, modulated=modulated, context_dim=text_dim
+            )
+            for role in self.layout
+        )
+        self.final_layer = FinalLayer(hidden_size, patch_size, self.out_channels, modulated=modulated)
+        self.temporal_upsample = (
+            TemporalUpsample(self.out_channels, tube_stride) if patch_embed == "tube" else None
+        )
 
         # Frozen position tables: buffers, not parameters, and not saved in the state dict (recomputed).
         self.register_buffer("pos_embed", torch.empty(0), persistent=False)  # (h*w, D)
-        self.register_buffer("temp_embed", torch.empty(0), persistent=False)  # (F, D)
+        self.register_buffer("temp_embed", torch.empty(0), persistent=False)  # (F / s, D)
         self.reset_position_tables()
         self.initialize_weights()
 
@@ -196,14 +348,17 @@ class Latte(nn.Module):
         grid = self.input_size // self.patch_size
         device = self.x_embedder.proj.weight.device
         self.pos_embed = sincos_2d_table(self.hidden_size, grid, grid, device=device)
-        self.temp_embed = sincos_1d_table(self.hidden_size, self.num_frames, device=device)
+        self.temp_embed = sincos_1d_table(
+            self.hidden_size, self.num_frames // self.tube_stride, device=device
+        )
 
     def initialize_weights(self) -> None:
         """DiT's initialisation, all in one place.
 
         Xavier-uniform linears with zero bias; the patch-embedding conv as a linear; label table and
         timestep MLP normal(0.02); every adaLN modulation and the final layer zero, so each block starts
-        as the identity and the model outputs zeros.
+        as the identity and the model outputs zeros. Cross-attention output projections zero (PixArt);
+        the tube's temporal upsampler starts as frame repetition.
         """
 
         def _xavier(module: nn.Module) -> None:
@@ -223,6 +378,11 @@ class Latte(nn.Module):
         for module in self.modules():
             if isinstance(module, AdaLNModulation | FinalLayer):
                 module.zero_()
+            elif isinstance(module, CrossAttention):
+                nn.init.zeros_(module.proj.weight)
+                nn.init.zeros_(module.proj.bias)
+            elif isinstance(module, TemporalUpsample):
+                module.reset_parameters()
 
     def num_params(self, trainable_only: bool = True) -> int:
         """Number of parameters (only those with ``requires_grad`` when ``trainable_only``)."""
@@ -233,29 +393,37 @@ class Latte(nn.Module):
         """Predict the denoiser output.
 
         Args:
-            x: ``(B, C, F, H, W)`` noisy latent video; ``H`` and ``W`` multiples of ``patch_size``. Other
-                ``F``, ``H``, ``W`` than the configured ones work (tables are recomputed for them).
+            x: ``(B, C, F, H, W)`` noisy latent video; ``H`` and ``W`` multiples of ``patch_size`` (and ``F``
+                of ``tube_stride`` with the tube embedding). Other ``F``, ``H``, ``W`` than the configured
+                ones work (tables are recomputed for them).
             t: ``(B,)`` timesteps, int or float (a 0-d tensor is broadcast to the batch).
-            cond: ``labels (B,)`` required when ``num_classes > 0`` (null class = ``num_classes``).
+            cond: ``labels (B,)`` required when ``num_classes > 0`` (null class = ``num_classes``);
+                ``text (B, L, text_dim)`` [+ ``text_mask (B, L)``] required when ``text_dim > 0``;
+                ``num_video_frames`` for image-video joint training (frames after it are independent images).
 
         Returns:
             ``(B, C_out, F, H, W)`` with ``C_out = 2C`` when ``learn_sigma`` else ``C``.
         """
         self._check_input(x)
-        c = self._condition(t, cond, batch=x.shape[0])  # (B, D)
-        tokens = self._embed(x)  # (B, F, h*w, D)
+        batch = x.shape[0]
+        clip = self._clip_frames(x, cond)
+        c, cond_tokens = self._condition(t, cond, batch)
+        tokens = self._embed(x)  # (B, F', h*w, D), F' = F / tube_stride
+        if cond_tokens is not None:  # one copy of the condition tokens per frame, before its patches
+            cond_tokens = cond_tokens[:, None].expand(-1, tokens.shape[1], -1, -1).to(tokens.dtype)
+            tokens = torch.cat([cond_tokens, tokens], dim=2)  # (B, F', n_cond + h*w, D)
+        grid = self._grid(cond, batch, clip, tokens)
 
-        arrangement = BlockRole.SPATIAL
-        temporal_position_added = False
-        for block, role in zip(self.blocks, self.layout, strict=True):
-            tokens = self._rearrange(tokens, arrangement, role)
-            arrangement = role
-            if role is BlockRole.TEMPORAL and not temporal_position_added:
-                tokens = self._add_temporal_position(tokens)
-                temporal_position_added = True
-            tokens = self._run_block(block, tokens, c)
+        arrangement = _SPATIAL_ARRANGEMENT
+        for i, (block, role) in enumerate(zip(self.blocks, self.layout, strict=True)):
+            tokens = self._rearrange(tokens, arrangement, role.arrangement)
+            arrangement = role.arrangement
+            if i == self.first_temporal_block and self.temporal_position == "absolute":
+                tokens = self._add_temporal_position(tokens, role.time_axis, clip)
+            tokens = self._run_block(block, tokens, c, replace(grid, time_axis=role.time_axis))
 
-        tokens = self._rearrange(tokens, arrangement, BlockRole.SPATIAL)  # (B, F, h*w, D)
+        tokens = self._rearrange(tokens, arrangement, _SPATIAL_ARRANGEMENT)  # (B, F', S, D)
+        tokens = tokens[:, :, self.num_condition_tokens :]  # drop the condition tokens
         return self._unembed(self.final_layer(tokens, c), x.shape[3] // self.patch_size)
 
     def _check_input(self, x: torch.Tensor) -> None:
@@ -267,35 +435,101 @@ class Latte(nn.Module):
             raise ValueError(
                 f"frame size {tuple(x.shape[3:])} is not divisible by the patch size {self.patch_size}"
             )
+        if x.shape[2] % self.tube_stride:
+            raise ValueError(
+                f"{x.shape[2]} frames are not divisible by the tube's temporal stride {self.tube_stride} "
+                f"(model.tube_stride)"
+            )
 
-    def _condition(self, t: torch.Tensor, cond: Cond | None, batch: int) -> torch.Tensor:
-        """Conditioning vector ``c = t_emb(t) [+ label_emb(labels)]``: ``(B, D)``."""
+    def _clip_frames(self, x: torch.Tensor, cond: Cond | None) -> int | None:
+        """Frames of the video clip under image-video joint training; None when every frame is the clip."""
+        value = cond.num_video_frames if cond is not None else None
+        if value is None:
+            return None
+        total = x.shape[2]
+        if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= total:
+            raise ValueError(f"cond.num_video_frames must be an integer in [0, {total}], got {value!r}")
+        if value == total:
+            return None
+        if self.patch_embed == "tube":
+            raise ValueError(
+                "image-video joint training (cond.num_video_frames < frames of x) is not supported with "
+                "model.patch_embed=tube: a tube of tube_stride frames would fuse clip frames and unrelated "
+                "images; use model.patch_embed=frame or data.joint_image_frames=0"
+            )
+        return value
+
+    def _condition(
+        self, t: torch.Tensor, cond: Cond | None, batch: int
+    ) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+        """``(c, tokens)``: adaLN vector ``c = t_emb(t) [+ label_emb(labels)]: (B, D)`` and no tokens, or
+        (all-tokens injection) no ``c`` and condition tokens ``[t_emb, label_emb]: (B, n_cond, D)``."""
         if t.dim() == 0:
             t = t.expand(batch)
         if t.shape != (batch,):
             raise ValueError(f"t must have shape ({batch},), got {tuple(t.shape)}")
-        c = self.t_embedder(t)
+        embeddings = [self.t_embedder(t)]
         labels = cond.labels if cond is not None else None
-        if cond is not None and (cond.text is not None or cond.pooled_text is not None):
-            raise ValueError(
-                "Latte variant 1 takes class labels only; text conditioning is not implemented yet"
-            )
         if self.y_embedder is not None:
             if labels is None:
                 raise ValueError(
                     f"this Latte is class-conditional (model.num_classes={self.num_classes}) but no labels "
                     f"were given; pass cond=Cond(labels=...), using {self.num_classes} for the null class"
                 )
-            c = c + self.y_embedder(labels)
+            embeddings.append(self.y_embedder(labels))
         elif labels is not None:
             raise ValueError(
                 "this Latte is unconditional (model.num_classes=0) but was given labels; "
                 "set model.num_classes to train a class-conditional model"
             )
-        return c
+        if self.injection == "tokens":
+            return None, torch.stack(embeddings, dim=1)
+        return sum(embeddings[1:], embeddings[0]), None
+
+    def _grid(self, cond: Cond | None, batch: int, clip: int | None, tokens: torch.Tensor) -> TokenGrid:
+        """The space-time grid every block attends in: clip frames, RoPE tables, text context."""
+        rope = None
+        if self.temporal_position == "rope":
+            frames = tokens.shape[1] if clip is None else clip
+            positions = torch.arange(frames, device=tokens.device)
+            dtype = torch.float64 if tokens.dtype == torch.float64 else torch.float32
+            rope = rope_angles(positions, self.hidden_size // self.num_heads, dtype=dtype)
+        context, mask = self._text(cond, batch)
+        if context is not None:
+            context = context.to(tokens.dtype)
+        return TokenGrid(clip_frames=clip, rope=rope, context=context, context_mask=mask)
+
+    def _text(self, cond: Cond | None, batch: int) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+        """Check and return ``(text (B, L, text_dim), text_mask (B, L) | None)``; ``(None, None)`` without text."""
+        given = cond is not None and any(v is not None for v in (cond.text, cond.text_mask, cond.pooled_text))
+        if self.text_dim == 0:
+            if given:
+                raise ValueError(
+                    "this Latte has no text conditioning (model.text_dim=0) but was given text; "
+                    "set model.text_dim (conditioner=text) to train a text-to-video model"
+                )
+            return None, None
+        text = cond.text if cond is not None else None
+        if text is None:
+            raise ValueError(
+                f"this Latte is text-conditional (model.text_dim={self.text_dim}) but cond.text is missing; "
+                f"pass cond=Cond(text=(B, L, {self.text_dim}) states[, text_mask=(B, L)]), the empty "
+                f"caption's states for the null condition"
+            )
+        if text.dim() != 3 or text.shape[0] != batch or text.shape[2] != self.text_dim:
+            raise ValueError(
+                f"cond.text must have shape ({batch}, L, {self.text_dim}) (model.text_dim), "
+                f"got {tuple(text.shape)}"
+            )
+        mask = cond.text_mask
+        if mask is not None and tuple(mask.shape) != tuple(text.shape[:2]):
+            raise ValueError(
+                f"cond.text_mask must have shape {tuple(text.shape[:2])}, got {tuple(mask.shape)}"
+            )
+        return text, mask
 
     def _embed(self, x: torch.Tensor) -> torch.Tensor:
-        """``(B, C, F, H, W)`` -> tokens ``(B, F, h*w, D)`` with the spatial position table added."""
+        """``(B, C, F, H, W)`` -> tokens ``(B, F', h*w, D)`` with the spatial position table added."""
         tokens = self.x_embedder(x)
         table = self._spatial_table(x.shape[3] // self.patch_size, x.shape[4] // self.patch_size)
         return tokens + table.to(tokens.dtype)  # the same (h*w, D) table for every frame
@@ -307,28 +541,64 @@ class Latte(nn.Module):
             return self.pos_embed
         return sincos_2d_table(self.hidden_size, h, w, device=self.pos_embed.device)
 
-    def _add_temporal_position(self, tokens: torch.Tensor) -> torch.Tensor:
-        """Add the frozen 1D temporal table to tokens arranged ``(B, h*w, F, D)``."""
-        num_frames = tokens.shape[2]
-        if num_frames <= self.num_frames:
-            table = self.temp_embed[:num_frames]  # rows 0..F-1 are exactly the table for F frames
+    def _add_temporal_position(self, tokens: torch.Tensor, time_axis: int, clip: int | None) -> torch.Tensor:
+        """Add the frozen 1D temporal table to the clip frames of tokens (``time_axis`` 1: ``(B, F, S, D)``,
+        2: ``(B, S, F, D)``); frames after the clip (joint training's images) get nothing."""
+        num_frames = tokens.shape[time_axis]
+        clip_frames = num_frames if clip is None else clip
+        if clip_frames <= self.temp_embed.shape[0]:
+            table = self.temp_embed[:clip_frames]  # rows 0..F-1 are exactly the table for F frames
         else:
-            table = sincos_1d_table(self.hidden_size, num_frames, device=self.temp_embed.device)
+            table = sincos_1d_table(self.hidden_size, clip_frames, device=self.temp_embed.device)
+        if clip_frames < num_frames:
+            table = torch.cat([table, table.new_zeros(num_frames - clip_frames, table.shape[1])])
+        if time_axis == 1:
+            table = table[:, None]  # (F, 1, D) broadcasts over the S tokens of a frame
         return tokens + table.to(tokens.dtype)
 
     @staticmethod
-    def _rearrange(tokens: torch.Tensor, current: BlockRole, wanted: BlockRole) -> torch.Tensor:
-        """Move tokens from the arrangement ``current`` needs to the one ``wanted`` needs (no-op if equal)."""
-        if current is wanted:
+    def _rearrange(tokens: torch.Tensor, current: str, wanted: str) -> torch.Tensor:
+        """Move tokens from one ``(B, X, Y, D)`` arrangement to another (no-op if equal)."""
+        if current == wanted:
             return tokens
-        return rearrange(tokens, f"{_ARRANGEMENT[current]} -> {_ARRANGEMENT[wanted]}").contiguous()
+        return rearrange(tokens, f"{current} -> {wanted}").contiguous()
 
-    def _run_block(self, block: TransformerBlock, tokens: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
+    def _run_block(
+        self, block: TransformerBlock, tokens: torch.Tensor, c: torch.Tensor | None, grid: TokenGrid
+    ) -> torch.Tensor:
         if self.gradient_checkpointing and torch.is_grad_enabled():
-            return checkpoint(block, tokens, c, use_reentrant=False)
-        return block(tokens, c)
+            return checkpoint(block, tokens, c, grid, use_reentrant=False)
+        return block(tokens, c, grid)
 
     def _unembed(self, out: torch.Tensor, h: int) -> torch.Tensor:
-        """Patch outputs ``(B, F, h*w, p*p*C_out)`` -> video ``(B, C_out, F, h*p, w*p)`` (DiT's unpatchify)."""
+        """Patch outputs ``(B, F', h*w, p*p*C_out)`` -> video ``(B, C_out, F, h*p, w*p)`` (DiT's unpatchify,
+        then the tube's temporal upsampling ``F' -> F = F' * s``)."""
         p = self.patch_size
-        return rearrange(out, "b f (h w) (p1 p2 c) -> b c f (h p1) (w p2)", h=h, p1=p, p2=p)
+        video = rearrange(out, "b f (h w) (p1 p2 c) -> b c f (h p1) (w p2)", h=h, p1=p, p2=p)
+        return video if self.temporal_upsample is None else self.temporal_upsample(video)
+
+
+def count_flops(model: nn.Module, x_shape: tuple[int, ...], cond: Cond | None = None) -> int:
+    """FLOPs of one forward pass of ``model`` on an input of ``x_shape`` (e.g. ``(1, 4, 16, 32, 32)``).
+
+    Counted with ``torch.utils.flop_counter.FlopCounterMode``: matrix multiplications (linear layers,
+    convolutions, attention's ``QK^T`` and ``AV``), a multiply-add counted as 2 FLOPs; element-wise work
+    (norms, softmax, activations, additions) is not counted. Run it on a model built on the meta device
+    (``with torch.device("meta"): Latte(...)``): no memory, no compute, exact shapes.
+
+    Args:
+        model: a denoiser ``forward(x, t, cond)``.
+        x_shape: ``(B, C, F, H, W)``.
+        cond: the condition (None for an unconditional model).
+
+    Returns:
+        total FLOPs as an int.
+    """
+    from torch.utils.flop_counter import FlopCounterMode
+
+    param = next(model.parameters())
+    x = torch.zeros(x_shape, device=param.device, dtype=param.dtype)
+    t = torch.zeros(x_shape[0], device=param.device)
+    with FlopCounterMode(display=False) as counter, torch.no_grad():
+        model(x, t, cond)
+    return int(counter.get_total_flops())

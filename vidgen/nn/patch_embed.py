@@ -1,4 +1,4 @@
-"""Patch embeddings for latent videos."""
+"""Patch embeddings for latent videos: per frame (2D) or per tube (3D), and the tube's temporal upsampler."""
 
 from __future__ import annotations
 
@@ -13,6 +13,8 @@ class FramePatchEmbed(nn.Module):
     ``Conv2d(C, hidden, p, stride=p)`` named ``proj`` (DiT's ``x_embedder.proj``), applied to every frame.
     """
 
+    temporal_stride = 1
+
     def __init__(self, in_channels: int, hidden_size: int, patch_size: int) -> None:
         super().__init__()
         self.patch_size = patch_size
@@ -24,3 +26,56 @@ class FramePatchEmbed(nn.Module):
         frames = rearrange(x, "b c f h w -> (b f) c h w")  # frames ride in the batch
         tokens = self.proj(frames)  # (B*F, hidden, h, w)
         return rearrange(tokens, "(b f) d h w -> b f (h w) d", b=b)
+
+
+class TubePatchEmbed(nn.Module):
+    """3D tube embedding (Latte's "compression frame patch embedding", ViViT's tubelets; seed 002 Fig. 3b).
+
+    ``Conv3d(C, hidden, (s, p, p), stride=(s, p, p))`` named ``proj``: non-overlapping tubes of ``s``
+    frames x ``p x p`` pixels, so ``F`` frames give ``F/s`` token frames.
+    """
+
+    def __init__(self, in_channels: int, hidden_size: int, patch_size: int, temporal_stride: int) -> None:
+        super().__init__()
+        self.patch_size = patch_size
+        self.temporal_stride = temporal_stride
+        kernel = (temporal_stride, patch_size, patch_size)
+        self.proj = nn.Conv3d(in_channels, hidden_size, kernel_size=kernel, stride=kernel)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """``x: (B, C, F, H, W)``, ``F`` divisible by ``s`` -> tokens ``(B, F/s, h*w, hidden)``, row-major."""
+        if x.shape[2] % self.temporal_stride:
+            raise ValueError(
+                f"{x.shape[2]} frames are not divisible by the tube's temporal stride {self.temporal_stride}"
+            )
+        return rearrange(self.proj(x), "b d f h w -> b f (h w) d")
+
+
+class TemporalUpsample(nn.Module):
+    """The tube embedding's decoder tail: ``ConvTranspose3d(C, C, (s, 1, 1), stride=(s, 1, 1))`` named ``proj``.
+
+    Applied after the linear decoder and unpatchify (seed 002, Sec. 3.3.1: "temporal upsampling by a 3D
+    transposed convolution"): every token frame becomes ``s`` frames, each a per-pixel linear map of the
+    decoded channels. :meth:`reset_parameters` starts it as nearest-neighbour repetition (each output frame
+    of a tube = the decoded token frame), so a fresh model still outputs zeros.
+    """
+
+    def __init__(self, channels: int, temporal_stride: int) -> None:
+        super().__init__()
+        self.temporal_stride = temporal_stride
+        kernel = (temporal_stride, 1, 1)
+        self.proj = nn.ConvTranspose3d(channels, channels, kernel_size=kernel, stride=kernel)
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        """Identity per frame of the tube: ``weight[i, o, k] = [i == o]``, zero bias."""
+        with torch.no_grad():
+            self.proj.weight.zero_()
+            channels = self.proj.weight.shape[0]
+            index = torch.arange(channels, device=self.proj.weight.device)
+            self.proj.weight[index, index] = 1.0  # (C, s, 1, 1) slices
+            self.proj.bias.zero_()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """``(B, C, F/s, H, W) -> (B, C, F, H, W)``."""
+        return self.proj(x)

@@ -1,0 +1,275 @@
+"""The Latte ablation experiments (conf/experiment/latte/*.yaml) at both scales (conf/scale/*.yaml).
+
+Checked: every ablation composes at ``scale=tiny`` and ``scale=paper`` (required) into a sweep whose
+``hydra.sweeper.params`` vary exactly its own axis, with the expected values; every arm validates and builds
+(tiny: the real model and data module; paper: the model on the meta device) with equal training budgets and
+periodic evaluation on; the tiny DiT stand-in script writes a checkpoint in DiT's layout that initialises the
+tiny Latte; and (multiprocess: a multirun in a subprocess each, about 2 minutes for all) every tiny sweep
+runs end to end for a couple of steps, evaluating at every step, and reports.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+from hydra import compose, initialize_config_dir
+from hydra.core.override_parser.overrides_parser import OverridesParser
+from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import InterpolationToMissingValueError
+
+from tests.conftest import CONFIG_DIR, REPO_ROOT, compose_config
+from vidgen.conditioning import Cond
+from vidgen.config.instantiate import instantiate_node
+from vidgen.config.schema import validate_config
+
+ABLATIONS = (
+    "patch_embed",
+    "variants",
+    "injection",
+    "temporal_position",
+    "pretrained",
+    "joint_training",
+    "sampling_interval",
+    "model_size",
+)
+SCALES = ("tiny", "paper")
+
+TINY_DIT = "outputs/latte_tiny_dit/tiny_dit.pt"
+PAPER_DIT = "weights/DiT-XL-2-256x256.pt"
+
+#: ablation -> scale -> (swept key, its values)
+AXES: dict[str, dict[str, tuple[str, list[str]]]] = {
+    "patch_embed": dict.fromkeys(SCALES, ("model.patch_embed", ["frame", "tube"])),
+    "variants": dict.fromkeys(SCALES, ("model", ["latte_v1", "latte_v2", "latte_v3", "latte_v4"])),
+    "injection": dict.fromkeys(SCALES, ("model.injection", ["adaln", "tokens"])),
+    "temporal_position": dict.fromkeys(SCALES, ("model.temporal_position", ["absolute", "rope"])),
+    "pretrained": {
+        "tiny": ("pretrained.path", ["null", TINY_DIT]),
+        "paper": ("pretrained.path", ["null", PAPER_DIT]),
+    },
+    "joint_training": {
+        "tiny": ("data.joint_image_frames", ["0", "4"]),
+        "paper": ("data.joint_image_frames", ["0", "8"]),
+    },
+    "sampling_interval": dict.fromkeys(SCALES, ("data.frame_stride", ["1", "2", "3", "4"])),
+    "model_size": {
+        "tiny": ("model.hidden_size", ["48", "96", "144"]),
+        "paper": ("model.size", ["S", "B", "L", "XL"]),
+    },
+}
+
+# keep the relative defaults of paths (outputs/, weights/) whatever the environment says
+_PATHS = ["paths.output_root=outputs", "paths.weights_dir=weights", "paths.cache_dir=outputs/cache"]
+
+
+def _with_hydra(overrides: list[str]) -> DictConfig:
+    with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
+        return compose(config_name="train", overrides=overrides, return_hydra_config=True)
+
+
+def _sweep(cfg: DictConfig) -> dict[str, list[str]]:
+    """``hydra.sweeper.params`` parsed as Hydra's basic sweeper parses them: key -> the values of its jobs."""
+    params = OmegaConf.to_container(cfg.hydra.sweeper.params, resolve=True)
+    parser = OverridesParser.create()
+    out = {}
+    for key, value in params.items():
+        override = parser.parse_overrides([f"{key}={value}"])[0]
+        values = list(override.sweep_string_iterator()) if override.is_sweep_override() else [str(value)]
+        out[key] = values
+    return out
+
+
+def _arms(ablation: str, scale: str) -> list[list[str]]:
+    """The overrides of every job of the sweep (the fixed params included)."""
+    cfg = _with_hydra([f"experiment=latte/{ablation}", f"scale={scale}", *_PATHS])
+    sweep = _sweep(cfg)
+    key, values = AXES[ablation][scale]
+    fixed = [f"{k}={v[0]}" for k, v in sweep.items() if k != key]
+    return [[f"{key}={value}", *fixed] for value in values]
+
+
+@pytest.mark.parametrize("scale", SCALES)
+@pytest.mark.parametrize("ablation", ABLATIONS)
+def test_each_ablation_sweeps_only_its_axis(ablation: str, scale: str) -> None:
+    cfg = _with_hydra([f"experiment=latte/{ablation}", f"scale={scale}", *_PATHS])
+    assert cfg.task_name == f"latte_{ablation}"
+    assert cfg.hydra.runtime.choices.scale == scale and cfg.scale.name == scale
+    sweep = _sweep(cfg)
+    varying = {k: v for k, v in sweep.items() if len(v) > 1}
+    key, values = AXES[ablation][scale]
+    assert varying == {key: values}
+    # periodic evaluation on, and evaluated at the end
+    assert cfg.evaluation.every_n_steps is not None and cfg.evaluation.at_end is True
+    assert cfg.trainer.max_steps % cfg.evaluation.every_n_steps == 0
+    choices = cfg.hydra.runtime.choices
+    if scale == "tiny":
+        assert (choices.data, choices.trainer, choices.recipe) == ("synthetic", "cpu", "synthetic")
+        assert set(cfg.metrics) == {"synthetic_fvd", "synthetic_structure"}
+        assert cfg.model.size == "tiny" and cfg.data.resolution == 16 and cfg.trainer.accelerator == "cpu"
+    else:
+        assert (choices.data, choices.trainer, choices.recipe) == ("faceforensics", "ddp", "faceforensics")
+        assert set(cfg.metrics) == {"fvd"} and cfg.autoencoder.kind == "sd_vae"
+        assert cfg.model.size == "XL" and cfg.data.num_frames == 16 and cfg.data.frame_stride == 3
+        assert cfg.trainer.strategy == "ddp" and cfg.evaluation.num_fake is None  # the FVD protocol
+
+
+@pytest.mark.parametrize("ablation", ABLATIONS)
+def test_the_scale_is_required_and_names_the_output_folders(ablation: str) -> None:
+    cfg = _with_hydra([f"experiment=latte/{ablation}", *_PATHS])
+    with pytest.raises(InterpolationToMissingValueError, match="Missing mandatory value: scale"):
+        OmegaConf.to_container(cfg.hydra.sweep, resolve=True)
+    cfg = _with_hydra([f"experiment=latte/{ablation}", "scale=tiny", *_PATHS])
+    assert str(cfg.hydra.sweep.dir).startswith(f"outputs/latte_{ablation}/multiruns/tiny_")
+    assert str(cfg.hydra.run.dir).startswith(f"outputs/latte_{ablation}/runs/tiny_")
+
+
+def _budget(cfg: DictConfig) -> dict[str, Any]:
+    keys = ("trainer.max_steps", "data.batch_size", "data.num_frames", "optim.lr", "evaluation", "sampler")
+    return {k: OmegaConf.to_container(OmegaConf.create({"v": OmegaConf.select(cfg, k)}))["v"] for k in keys}
+
+
+@pytest.mark.parametrize("ablation", ABLATIONS)
+def test_every_tiny_arm_builds_with_the_same_budget(ablation: str, tmp_path: Path) -> None:
+    budgets, params = [], []
+    for arm in _arms(ablation, "tiny"):
+        cfg = compose_config([f"experiment=latte/{ablation}", "scale=tiny", *_PATHS, *arm], run_dir=tmp_path)
+        validate_config(cfg)
+        budgets.append(_budget(cfg))
+        model = instantiate_node(cfg.model)
+        params.append(model.num_params())
+        datamodule = instantiate_node(cfg.data)
+        batch = datamodule.training_dataset()[0]
+        extra = int(cfg.data.joint_image_frames)
+        assert batch["video"].shape == (3, cfg.data.num_frames + extra, 16, 16)
+        # one training step's forward on the arm's own batch layout
+        x = batch["video"][None]
+        cond = Cond(num_video_frames=cfg.data.num_frames if extra else None)
+        out = model(x, torch.tensor([500]), cond)
+        assert out.shape == (1, 6, x.shape[2], 16, 16)
+    assert all(b == budgets[0] for b in budgets)
+    if ablation == "model_size":
+        assert params == sorted(params) and len(set(params)) == 3
+
+
+@pytest.mark.parametrize("ablation", ABLATIONS)
+def test_every_paper_arm_validates_and_builds_on_the_meta_device(ablation: str, tmp_path: Path) -> None:
+    budgets, params = [], []
+    for arm in _arms(ablation, "paper"):
+        cfg = compose_config([f"experiment=latte/{ablation}", "scale=paper", *_PATHS, *arm], run_dir=tmp_path)
+        validate_config(cfg)
+        budgets.append(_budget(cfg))
+        with torch.device("meta"):
+            model = instantiate_node(cfg.model)
+        params.append(model.num_params())
+    assert all(b == budgets[0] for b in budgets)
+    if ablation == "model_size":  # Table 4 (truncated to two decimals): 32.48M, 129.54M, 456.81M, 673.68M
+        assert [math.floor(p / 1e4) / 100 for p in params] == [32.48, 129.54, 456.81, 673.68]
+    if ablation in ("pretrained", "joint_training", "sampling_interval", "temporal_position"):
+        assert len(set(params)) == 1  # the axis changes no parameter
+
+
+def _load_script(name: str) -> Any:
+    path = REPO_ROOT / "experiments" / "latte" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(f"latte_{name}", path)
+    module = importlib.util.module_from_spec(spec)
+    assert spec.loader is not None
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_make_tiny_dit_writes_dit_layout_that_initialises_the_tiny_latte(tmp_path: Path) -> None:
+    script = _load_script("make_tiny_dit")
+    output = tmp_path / "tiny_dit.pt"
+    assert script.main(["--steps", "2", "--batch-size", "4", "--output", str(output)]) == 0
+    state = torch.load(output, weights_only=True)
+    assert state["pos_embed"].shape == (1, 64, 96)  # (1, h*w, D) as DiT saves it
+    assert state["y_embedder.embedding_table.weight"].shape == (22, 96)  # 21 synthetic classes + null
+    assert {k for k in state if k.startswith("blocks.")} and not any("temporal" in k for k in state)
+    assert (tmp_path / "tiny_dit.json").is_file()
+
+    from vidgen.models.pretrained import init_from_dit
+
+    cfg = compose_config(["experiment=latte/pretrained", "scale=tiny", *_PATHS], run_dir=tmp_path / "run")
+    report = init_from_dit(instantiate_node(cfg.model), output)
+    assert not report.mismatched
+    assert "y_embedder.embedding_table.weight" in report.skipped
+    assert all(any(k.startswith(f"blocks.{i}.") for k in report.loaded) for i in range(4))
+
+
+# ---------------------------------------------------------------------------------------------------------
+# The sweeps themselves (each a multirun in a subprocess, 10-20 s)
+
+QUICK = [
+    "trainer.max_steps=2",
+    "trainer.val_check_interval=2",
+    "trainer.limit_val_batches=1",
+    "trainer.enable_progress_bar=false",
+    "~callbacks.progress_bar",
+    "data.batch_size=2",
+    "samples.num_videos=0",
+    "samples.final_num_videos=0",
+    "sampler.steps=2",
+    "evaluation.every_n_steps=1",
+    "evaluation.num_real=16",
+    "evaluation.num_fake=4",
+    "evaluation.batch_size=4",
+    "+metrics.synthetic_fvd.classifier={steps:12,batch_size:8,eval_clips:16}",
+]
+
+
+@pytest.fixture(scope="module")
+def shared(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    root = tmp_path_factory.mktemp("latte_sweeps")
+    dit = root / "tiny_dit.pt"
+    assert (
+        _load_script("make_tiny_dit").main(["--steps", "2", "--batch-size", "4", "--output", str(dit)]) == 0
+    )
+    return {"root": root, "dit": dit, "cache": root / "cache"}
+
+
+@pytest.mark.multiprocess
+@pytest.mark.parametrize("ablation", ABLATIONS)
+def test_tiny_sweep_runs_and_reports(ablation: str, shared: dict[str, Path]) -> None:
+    sweep_dir = shared["root"] / ablation
+    command = [
+        sys.executable,
+        "-m",
+        "vidgen.train",
+        "-m",
+        f"experiment=latte/{ablation}",
+        "scale=tiny",
+        *QUICK,
+        f"scale.dit_checkpoint={shared['dit']}",
+        f"paths.output_root={shared['root'] / 'outputs'}",
+        f"paths.cache_dir={shared['cache']}",
+        f"hydra.sweep.dir={sweep_dir}",
+    ]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "HYDRA_FULL_ERROR": "1"}
+    done = subprocess.run(command, cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=1200)
+    assert done.returncode == 0, (done.stdout + done.stderr)[-3000:]
+    key, values = AXES[ablation]["tiny"]
+    jobs = sorted((p for p in sweep_dir.iterdir() if p.name.isdigit()), key=lambda p: int(p.name))
+    assert len(jobs) == len(values)
+    for job in jobs:
+        assert (job / "metrics_history.jsonl").is_file() and (job / "metrics.json").is_file()
+    if ablation == "pretrained":
+        assert (
+            not (jobs[0] / "pretrained_report.json").exists()
+            and (jobs[1] / "pretrained_report.json").exists()
+        )
+
+    report = _load_script("report")
+    written = report.write_report(sweep_dir)
+    text = written["markdown"].read_text()
+    for value in values:
+        shown = str(shared["dit"]) if value == TINY_DIT else value
+        assert f"{key}={shown}" in text
+    assert written["png"].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
