@@ -84,7 +84,7 @@ def test_evaluate_a_folder_of_mp4s_against_a_real_folder(trained: dict, tmp_path
                 "num_videos=4",
                 "sampler=ddim",
                 "sampler.steps=2",
-                "scale=1",
+                "upscale=1",
                 f"out_dir={fake}",
             ],
             run_dir=tmp_path / "s",

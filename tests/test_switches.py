@@ -177,6 +177,7 @@ def test_activation_checkpointing_trains_the_same_loss_curve(reference: dict, tm
     not any(shutil.which(c) for c in ("g++", "c++", "clang++")),
     reason="inductor needs a C++ compiler on the CPU",
 )
+@pytest.mark.slow  # inductor compiles the forward and backward graphs with the C++ compiler: ~40-100 s cold
 def test_compile_trains_the_same_loss_curve_and_writes_plain_checkpoints(
     reference: dict, tmp_path: Path
 ) -> None:

@@ -68,7 +68,7 @@ def sample(cfg: DictConfig) -> list[Path]:
     seconds = time.perf_counter() - start
 
     out_dir = Path(cfg.out_dir)
-    scale_px = int(cfg.scale) if cfg.get("scale") else auto_scale(videos.shape[-2], videos.shape[-1])
+    scale_px = int(cfg.upscale) if cfg.get("upscale") else auto_scale(videos.shape[-2], videos.shape[-1])
     written = []
     for i, video in enumerate(videos):
         written.append(write_mp4(out_dir / f"sample_{i:03d}.mp4", video, fps=int(cfg.fps), scale=scale_px))
