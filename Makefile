@@ -18,7 +18,7 @@ test-unit:  ## single-process tests, two pytest workers
 	$(BIN)/python -m pytest -q -n 2 --durations=15
 
 test-dist:  ## multi-process tests (DDP / FSDP on 2 CPU ranks, sweeps), one at a time: each starts its own ranks
-	$(BIN)/python -m pytest -q -m multiprocess --durations=15
+	$(BIN)/python -m pytest -q -m 'multiprocess and not slow' --durations=15
 
 test-slow:  ## heavier checks marked `slow`
 	$(BIN)/python -m pytest -q -m slow --durations=15

@@ -24,92 +24,46 @@ from typing import Any
 
 import lightning as L
 import pytest
-import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
+from tests.aligned_training import (
+    AlignedStreamsModule,
+    StepRecorder,
+    fit_tiny,
+    max_weight_difference,
+    read_records,
+    recorder_overrides,
+)
 from tests.conftest import REPO_ROOT, TINY, compose_config
-from vidgen.config.instantiate import instantiate_node
-from vidgen.lit.build import build_module, read_checkpoint
-from vidgen.lit.module import VideoDiffusionModule
-from vidgen.lit.seeding import step_generator
+from vidgen.lit.build import read_checkpoint
 from vidgen.train import train
 
 pytestmark = pytest.mark.multiprocess  # each spawned run starts two fresh Python processes (~10 s on 2 cores)
 
-RECORDER = "tests.test_ddp.RankRecorder"
 SPAWN = ["trainer=ddp_spawn", "data.batch_size=2"]  # global batch 4, like TINY's single process
 
 
-class RankRecorder(L.Callback):
-    """Writes ``<out_dir>/rank<r>.pt`` at the end of fit: this rank's clip indices and loss of every step
-    and its final denoiser + EMA weights. Runs in the worker processes (it is pickled to them)."""
+RECORDER = "tests.test_ddp.RankRecorder"
 
-    def __init__(self, out_dir: str) -> None:
-        self.out_dir = str(out_dir)
-        self.steps: list[dict[str, Any]] = []
 
-    def on_train_batch_end(
-        self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any, batch_idx: int
-    ) -> None:
-        loss = outputs["loss"] if isinstance(outputs, dict) else outputs
-        self.steps.append(
-            {"step": trainer.global_step - 1, "index": batch["index"].tolist(), "loss": float(loss)}
-        )
+class RankRecorder(StepRecorder):
+    """Per-rank record (tests.aligned_training.StepRecorder) plus the final denoiser + EMA weights."""
 
-    def on_fit_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+    def extra(self, trainer: L.Trainer, pl_module: L.LightningModule) -> dict[str, Any]:
         weights = {
             k: v.detach().cpu().clone()
             for k, v in pl_module.state_dict().items()
             if k.startswith(("denoiser.", "ema_denoiser."))
         }
-        record = {
-            "rank": trainer.global_rank,
-            "world_size": trainer.world_size,
-            "global_step": trainer.global_step,
-            "steps": self.steps,
-            "weights": weights,
-        }
-        Path(self.out_dir).mkdir(parents=True, exist_ok=True)
-        torch.save(record, Path(self.out_dir) / f"rank{trainer.global_rank}.pt")
-
-
-class AlignedStreamsModule(VideoDiffusionModule):
-    """Training noise and timesteps drawn for the whole GLOBAL batch from one stream keyed by the step only;
-    each rank keeps the rows of its own clips. Rank ``r`` of ``W`` holds the global batch positions
-    ``r, r + W, ...`` (the sampler deals the epoch order out round-robin), so 2 ranks x batch b and
-    1 process x batch 2b give every clip the same noise and timestep."""
-
-    def _diffusion_losses(
-        self, denoiser: Any, batch: dict[str, Any], generator: torch.Generator, train: bool
-    ) -> dict[str, torch.Tensor]:
-        if not train:
-            return super()._diffusion_losses(denoiser, batch, generator, train)
-        world, rank = self.trainer.world_size, self.global_rank
-        shared = step_generator(self.seed, self.global_step, 0, 7)
-        latents = self.autoencoder.encode(batch["video"], generator=shared).detach()
-        cond = self.conditioner(batch, train=True, generator=shared)
-        rows = torch.arange(rank, latents.shape[0] * world, world)
-        t = torch.randint(0, self.diffusion.num_timesteps, (latents.shape[0] * world,), generator=shared)
-        noise = torch.randn((latents.shape[0] * world, *latents.shape[1:]), generator=shared)
-        return self.diffusion.training_losses(
-            lambda x, tt: denoiser(x, tt, cond), latents, t[rows], noise=noise[rows]
-        )
+        return {"weights": weights}
 
 
 def _records(out_dir: Path, world: int) -> list[dict[str, Any]]:
-    records = [torch.load(out_dir / f"rank{r}.pt", weights_only=False) for r in range(world)]
-    assert [r["rank"] for r in records] == list(range(world))
-    assert all(r["world_size"] == world for r in records)
-    return records
-
-
-def _max_weight_difference(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> float:
-    assert a.keys() == b.keys()
-    return max(float((a[k].float() - b[k].float()).abs().max()) for k in a)
+    return read_records(out_dir, world)
 
 
 def _recorder(out_dir: Path) -> list[str]:
-    return [f"+callbacks.recorder._target_={RECORDER}", f"+callbacks.recorder.out_dir={out_dir}"]
+    return recorder_overrides(RECORDER, out_dir)
 
 
 @pytest.fixture(scope="module")
@@ -130,12 +84,12 @@ def test_spawn_trains_on_two_processes_with_identical_ranks_and_outputs_once(spa
     assert not any(k.startswith("vidgen/") for k in summary["metrics"])
     assert all(r["global_step"] == 6 and len(r["steps"]) == 6 for r in records)
     # DDP keeps the replicas in lockstep: both ranks hold exactly the same weights (and EMA weights)
-    assert _max_weight_difference(records[0]["weights"], records[1]["weights"]) == 0.0
+    assert max_weight_difference(records[0]["weights"], records[1]["weights"]) == 0.0
     # the checkpoint and the launching process's module hold those weights too
     state = read_checkpoint(run_dir / "checkpoints" / "last.ckpt")["state_dict"]
     assert read_checkpoint(run_dir / "checkpoints" / "last.ckpt")["global_step"] == 6
     saved = {k: v for k, v in state.items() if k in records[0]["weights"]}
-    assert _max_weight_difference(saved, records[0]["weights"]) == 0.0
+    assert max_weight_difference(saved, records[0]["weights"]) == 0.0
     # written once, by rank 0: checkpoints, one TensorBoard event file, validation and final samples
     assert {p.name for p in (run_dir / "checkpoints").iterdir()} == {
         "last.ckpt",
@@ -174,25 +128,14 @@ def test_spawn_ranks_read_disjoint_shards_of_the_single_process_batches(
 
 
 def _fit_aligned(overrides: list[str], devices: int, out_dir: Path) -> list[dict[str, Any]]:
-    cfg = compose_config([*TINY, *overrides, "optim.lr=1e-3"], run_dir=out_dir / "run")
-    L.seed_everything(0, verbose=False)
-    module = build_module(cfg)
-    module.__class__ = AlignedStreamsModule
-    trainer = L.Trainer(
-        accelerator="cpu",
+    fit_tiny(
+        [*overrides, "optim.lr=1e-3"],
+        AlignedStreamsModule,
+        [RankRecorder(str(out_dir / "ranks"))],
+        run_dir=out_dir / "run",
         devices=devices,
         strategy="ddp_spawn" if devices > 1 else "auto",
-        max_steps=4,
-        use_distributed_sampler=False,
-        limit_val_batches=0,
-        num_sanity_val_steps=0,
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        callbacks=[RankRecorder(str(out_dir / "ranks"))],
     )
-    trainer.fit(module, datamodule=instantiate_node(cfg.data))
     return _records(out_dir / "ranks", devices)
 
 
@@ -202,8 +145,8 @@ def test_gradient_averaging_matches_one_process_with_the_same_global_batch(tmp_p
     for step in range(4):
         ddp_loss = (rank0["steps"][step]["loss"] + rank1["steps"][step]["loss"]) / 2
         assert ddp_loss == pytest.approx(reference["steps"][step]["loss"], rel=1e-5, abs=1e-6)
-    assert _max_weight_difference(rank0["weights"], rank1["weights"]) == 0.0
-    difference = _max_weight_difference(rank0["weights"], reference["weights"])
+    assert max_weight_difference(rank0["weights"], rank1["weights"]) == 0.0
+    difference = max_weight_difference(rank0["weights"], reference["weights"])
     print(f"max |w_ddp - w_single| after 4 AdamW steps: {difference:.3g}")
     assert difference < 1e-5
 
@@ -216,7 +159,7 @@ def test_resume_under_ddp_spawn_continues_training(spawn_run: dict, tmp_path: Pa
     assert summary["global_step"] == 8
     rank0, rank1 = _records(tmp_path / "ranks", 2)
     assert [s["step"] for s in rank0["steps"]] == [6, 7] == [s["step"] for s in rank1["steps"]]
-    assert _max_weight_difference(rank0["weights"], rank1["weights"]) == 0.0
+    assert max_weight_difference(rank0["weights"], rank1["weights"]) == 0.0
     assert read_checkpoint(run_dir / "checkpoints" / "last.ckpt")["global_step"] == 8
     # the data continues where the first run stopped: no clip of the first 6 steps is read again
     seen = {i for record in spawn_run["records"] for s in record["steps"] for i in s["index"]}

@@ -126,7 +126,8 @@ def _check_stopped_together(run_dir: Path, ranks: Path, rc: int, stdout: str, st
     return step
 
 
-@pytest.mark.parametrize("trainer", ["ddp_spawn", "fsdp_spawn"])
+# CI runs ddp_spawn; fsdp_spawn (the same stop agreement, sharded save) runs under `make test-slow`
+@pytest.mark.parametrize("trainer", ["ddp_spawn", pytest.param("fsdp_spawn", marks=pytest.mark.slow)])
 def test_sigterm_to_the_launching_process_checkpoints_all_ranks_and_resumes(
     trainer: str, tmp_path: Path
 ) -> None:
@@ -156,6 +157,7 @@ def test_sigterm_to_the_launching_process_checkpoints_all_ranks_and_resumes(
     assert all(r["steps"] == [step, step + 1] for r in _records(resumed))
 
 
+@pytest.mark.slow  # `make test-slow`: a third spawned job of 40-80 s
 def test_sigterm_to_every_process_of_the_job_stops_once(tmp_path: Path) -> None:
     """SIGTERM reaches the workers directly AND forwarded by the launching process: still one clean stop."""
     run_dir = tmp_path / "run"

@@ -235,8 +235,11 @@ def shared(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     return {"root": root, "dit": dit, "cache": root / "cache"}
 
 
+# CI runs the variants sweep; the other seven (same code path, one axis each) run under `make test-slow`
 @pytest.mark.multiprocess
-@pytest.mark.parametrize("ablation", ABLATIONS)
+@pytest.mark.parametrize(
+    "ablation", [a if a == "variants" else pytest.param(a, marks=pytest.mark.slow) for a in ABLATIONS]
+)
 def test_tiny_sweep_runs_and_reports(ablation: str, shared: dict[str, Path]) -> None:
     sweep_dir = shared["root"] / ablation
     command = [

@@ -168,7 +168,8 @@ def test_history_helpers(tmp_path: Path) -> None:
 
 
 @pytest.mark.multiprocess  # 2 CPU ranks in a subprocess, about 20-30 s each on 2 cores
-@pytest.mark.parametrize("strategy", ["ddp_spawn", "fsdp_spawn"])
+# CI runs ddp_spawn; fsdp_spawn (the same sharing of the sampling) runs under `make test-slow`
+@pytest.mark.parametrize("strategy", ["ddp_spawn", pytest.param("fsdp_spawn", marks=pytest.mark.slow)])
 def test_ranks_share_the_sampling_and_rank_zero_writes_once(tmp_path: Path, strategy: str) -> None:
     # fsdp_spawn: the EMA model is sharded, so its forward pass is a collective: every rank must sample
     run_dir = tmp_path / "run"

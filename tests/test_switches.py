@@ -28,8 +28,8 @@ import lightning as L
 import pytest
 import torch
 
+from tests.aligned_training import AlignedAccumulationModule, fit_tiny, max_weight_difference
 from tests.conftest import TINY, compose_config
-from vidgen.config.instantiate import instantiate_node
 from vidgen.lit.build import build_module, load_module_from_checkpoint, read_checkpoint
 from vidgen.lit.module import VideoDiffusionModule
 from vidgen.lit.seeding import step_generator
@@ -105,12 +105,6 @@ def _run(tmp_path: Path, name: str, *overrides: str) -> dict[str, Any]:
     }
 
 
-def _max_difference(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor], prefix: str) -> float:
-    keys = [k for k in a if k.startswith(prefix)]
-    assert keys and set(keys) == {k for k in b if k.startswith(prefix)}
-    return max(float((a[k].double() - b[k].double()).abs().max()) for k in keys)
-
-
 @pytest.fixture(scope="module")
 def reference(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     """The plain float32 run every switch is compared with."""
@@ -169,7 +163,10 @@ def test_activation_checkpointing_trains_the_same_loss_curve(reference: dict, tm
     for step, loss in reference["losses"].items():
         assert run["losses"][step] == pytest.approx(loss, abs=1e-5), f"step {step}"
     a, b = reference["checkpoint"]["state_dict"], run["checkpoint"]["state_dict"]
-    assert _max_difference(a, b, "denoiser.") <= 1e-6 and _max_difference(a, b, "ema_denoiser.") <= 1e-6
+    assert (
+        max_weight_difference(a, b, "denoiser.") <= 1e-6
+        and max_weight_difference(a, b, "ema_denoiser.") <= 1e-6
+    )
 
 
 # ---------------------------------------------------------------------------------------------- torch.compile
@@ -195,7 +192,7 @@ def test_compile_trains_the_same_loss_curve_and_writes_plain_checkpoints(
     state = run["checkpoint"]["state_dict"]
     assert not [k for k in state if "_orig_mod" in k]
     assert state.keys() == reference["checkpoint"]["state_dict"].keys()
-    assert _max_difference(state, reference["checkpoint"]["state_dict"], "denoiser.") <= 1e-5
+    assert max_weight_difference(state, reference["checkpoint"]["state_dict"], "denoiser.") <= 1e-5
     # the checkpoint loads into a plain module (the stored config says compile.enabled=true; only a trainer
     # compiles, in configure_model)
     module, cfg = load_module_from_checkpoint(run["run_dir"] / "checkpoints" / "last.ckpt")
@@ -254,52 +251,14 @@ def test_gradient_accumulation_steps_max_steps_times_on_twice_the_batches(
         assert run["losses"][step] == pytest.approx(sum(micro) / 2, rel=1e-6)
 
 
-class AlignedAccumulationModule(VideoDiffusionModule):
-    """Training noise and timesteps drawn for the whole effective batch (``accumulation x batch`` rows) from
-    one stream keyed by the optimizer step; micro-batch ``k`` keeps rows ``k*b .. (k+1)*b-1``. Then 2 x batch
-    2 with accumulation and 1 x batch 4 give every clip the same noise and timestep."""
-
-    def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
-        self._micro_batch = batch_idx % self._accumulation()
-        return super().training_step(batch, batch_idx)
-
-    def _diffusion_losses(
-        self, denoiser: Any, batch: dict[str, Any], generator: torch.Generator, train: bool
-    ) -> dict[str, torch.Tensor]:
-        if not train:
-            return super()._diffusion_losses(denoiser, batch, generator, train)
-        shared = step_generator(self.seed, self.global_step, 0, 7)
-        latents = self.autoencoder.encode(batch["video"], generator=shared).detach()
-        cond = self.conditioner(batch, train=True, generator=shared)
-        size, total = latents.shape[0], latents.shape[0] * self._accumulation()
-        rows = slice(self._micro_batch * size, (self._micro_batch + 1) * size)
-        t = torch.randint(0, self.diffusion.num_timesteps, (total,), generator=shared)
-        noise = torch.randn((total, *latents.shape[1:]), generator=shared)
-        return self.diffusion.training_losses(
-            lambda x, tt: denoiser(x, tt, cond), latents, t[rows], noise=noise[rows]
-        )
-
-
 def _fit_aligned(batch_size: int, accumulation: int) -> tuple[dict[int, float], dict[str, torch.Tensor]]:
-    cfg = compose_config([*TINY, f"data.batch_size={batch_size}"])
-    L.seed_everything(0, verbose=False)  # the same initial weights in both runs
-    module = build_module(cfg)
-    module.__class__ = AlignedAccumulationModule
     probe = Probe(f"aligned{accumulation}")
-    trainer = L.Trainer(
-        accelerator="cpu",
-        max_steps=4,
+    module = fit_tiny(
+        [f"data.batch_size={batch_size}"],
+        AlignedAccumulationModule,
+        [probe],
         accumulate_grad_batches=accumulation,
-        use_distributed_sampler=False,
-        limit_val_batches=0,
-        num_sanity_val_steps=0,
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        callbacks=[probe],
     )
-    trainer.fit(module, datamodule=instantiate_node(cfg.data))
     _PROBES.pop(probe.name)
     losses: dict[int, float] = {}
     for batch in probe.batches:  # the optimizer step's loss: the sum of the normalised micro-batch losses
@@ -315,5 +274,5 @@ def test_gradient_accumulation_with_aligned_streams_equals_the_full_batch() -> N
         assert accumulated_losses[step] == pytest.approx(loss, rel=1e-6, abs=1e-7), f"step {step}"
     # mean of two half-batch gradients = full-batch gradient up to float32 summation order; AdamW turns
     # that into weight differences of ~4e-7 after 4 steps (each step moves a weight by up to lr = 1e-3)
-    assert _max_difference(accumulated_weights, full_weights, "denoiser.") < 1e-5
-    assert _max_difference(accumulated_weights, full_weights, "ema_denoiser.") < 1e-5
+    assert max_weight_difference(accumulated_weights, full_weights, "denoiser.") < 1e-5
+    assert max_weight_difference(accumulated_weights, full_weights, "ema_denoiser.") < 1e-5

@@ -4,7 +4,6 @@ computation."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import open_clip
@@ -13,41 +12,21 @@ import torch
 from PIL import Image
 from torchvision import transforms
 
+from tests.tiny_open_clip import NAME, forbid_open_clip_downloads, save_tiny_open_clip
 from vidgen.metrics.clipsim import CLIP_CHECKPOINT, CLIPSIM
 from vidgen.metrics.weights import MissingWeightsError
 
-NAME = "vidgen-test-tiny-clip"
-CONFIG = {
-    "embed_dim": 16,
-    "vision_cfg": {"image_size": 32, "layers": 1, "width": 32, "head_width": 16, "patch_size": 8},
-    "text_cfg": {"context_length": 77, "vocab_size": 49408, "width": 32, "heads": 2, "layers": 1},
-}
 CAPTIONS = ["a dog runs on the beach", "a red car drives through the city at night"]
-
-
-def _no_download(*args, **kwargs):
-    raise AssertionError(f"a download was attempted: {args} {kwargs}")
 
 
 @pytest.fixture(autouse=True)
 def forbid_downloads(monkeypatch):
-    import open_clip.factory
-
-    monkeypatch.setattr(open_clip.factory, "download_pretrained", _no_download)
-    monkeypatch.setattr(open_clip.factory, "download_pretrained_from_hf", _no_download)
+    forbid_open_clip_downloads(monkeypatch)
 
 
 @pytest.fixture(scope="module")
 def tiny_clip(tmp_path_factory) -> tuple[Path, Path]:
-    folder = tmp_path_factory.mktemp("clip")
-    config = folder / f"{NAME}.json"
-    config.write_text(json.dumps(CONFIG))
-    open_clip.add_model_config(config)
-    torch.manual_seed(0)
-    model = open_clip.create_model(NAME, pretrained=None, pretrained_text=False)
-    checkpoint = folder / "tiny_clip.bin"
-    torch.save(model.state_dict(), checkpoint)
-    return checkpoint, config
+    return save_tiny_open_clip(tmp_path_factory.mktemp("clip"))
 
 
 def sample_videos(n: int = 2, frames: int = 3, seed: int = 0) -> torch.Tensor:

@@ -8,37 +8,18 @@ import pytest
 import torch
 from einops import rearrange
 
+from tests.models.latte_helpers import randomize_zero_init, tiny_latte, video
 from vidgen.conditioning import Cond
 from vidgen.config import ConfigError
 from vidgen.models import LATTE_SIZES, BlockRole, Latte, block_layout
-from vidgen.nn import AdaLNModulation, FinalLayer, sincos_1d_table, sincos_2d_table
+from vidgen.nn import sincos_1d_table, sincos_2d_table
 
 # A very small model for behaviour tests: 4x4 patch grid, 4 frames, float64 so zero/non-zero is exact.
 SMALL = dict(size="tiny", depth=2, hidden_size=32, num_heads=2, in_channels=2, input_size=8, num_frames=4)
 
 
 def small(**overrides) -> Latte:
-    torch.manual_seed(0)
-    return Latte(**{**SMALL, **overrides}).double()
-
-
-def randomize_zero_init(model: torch.nn.Module, std: float = 0.1, seed: int = 1) -> None:
-    """Give every adaLN-Zero modulation and the final layer random weights (they start at zero)."""
-    gen = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for m in model.modules():
-            if isinstance(m, AdaLNModulation):
-                targets = [m[1].weight, m[1].bias]
-            elif isinstance(m, FinalLayer):
-                targets = [m.linear.weight, m.linear.bias]
-            else:
-                continue
-            for p in targets:
-                p.copy_(torch.randn(p.shape, generator=gen, dtype=p.dtype) * std)
-
-
-def video(b=2, c=2, f=4, h=8, w=8, seed=0) -> torch.Tensor:
-    return torch.randn(b, c, f, h, w, generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
+    return tiny_latte(SMALL, **overrides)
 
 
 T = torch.tensor([10, 700])

@@ -11,6 +11,7 @@ import pytest
 import torch
 from einops import rearrange
 
+from tests.models.latte_helpers import TINY, randomize_zero_init, tiny_latte, video
 from vidgen.conditioning import Cond
 from vidgen.config import ConfigError
 from vidgen.models import BlockRole, Latte
@@ -26,27 +27,12 @@ from vidgen.nn import (
     rope_angles,
 )
 
-TINY = dict(size="tiny", depth=2, hidden_size=16, num_heads=2, in_channels=2, input_size=8, num_frames=4)
 TIMES = torch.tensor([10, 700])
 TEXT_DIM = 6
 
 
 def tiny(**overrides) -> Latte:
-    torch.manual_seed(0)
-    return Latte(**{**TINY, **overrides}).double()
-
-
-def randomize_zero_init(model: torch.nn.Module, std: float = 0.1, seed: int = 1) -> None:
-    """Random values for every all-zero parameter (adaLN-Zero, final layer, cross-attention output, biases)."""
-    gen = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for p in model.parameters():
-            if torch.count_nonzero(p) == 0:
-                p.copy_(torch.randn(p.shape, generator=gen, dtype=p.dtype) * std)
-
-
-def video(b=2, c=2, f=4, h=8, w=8, seed=0) -> torch.Tensor:
-    return torch.randn(b, c, f, h, w, generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
+    return tiny_latte(**overrides)
 
 
 def text(b=2, length=5, seed=3) -> torch.Tensor:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import pytest
 import torch
 
+from tests.models.latte_helpers import TINY, randomize_zero_init, tiny_latte, video
 from vidgen.conditioning import Cond
 from vidgen.models import BlockRole, Latte, block_layout
 from vidgen.models.latte import count_flops
@@ -15,26 +16,11 @@ S, T = BlockRole.SPATIAL, BlockRole.TEMPORAL
 FA, FH = BlockRole.FACTORISED_ATTENTION, BlockRole.FACTORISED_HEADS
 
 # 4 frames of 8x8 pixels, patch 2 -> a 4x4 patch grid; float64 so zero / non-zero is exact.
-TINY = dict(size="tiny", depth=2, hidden_size=16, num_heads=2, in_channels=2, input_size=8, num_frames=4)
 TIMES = torch.tensor([10, 700])
 
 
 def tiny(**overrides) -> Latte:
-    torch.manual_seed(0)
-    return Latte(**{**TINY, **overrides}).double()
-
-
-def randomize_zero_init(model: torch.nn.Module, std: float = 0.1, seed: int = 1) -> None:
-    """Random values for every all-zero parameter (adaLN-Zero, final layer, cross-attention output, biases)."""
-    gen = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for p in model.parameters():
-            if torch.count_nonzero(p) == 0:
-                p.copy_(torch.randn(p.shape, generator=gen, dtype=p.dtype) * std)
-
-
-def video(b=2, c=2, f=4, h=8, w=8, seed=0) -> torch.Tensor:
-    return torch.randn(b, c, f, h, w, generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
+    return tiny_latte(**overrides)
 
 
 def meta(**kwargs) -> Latte:
