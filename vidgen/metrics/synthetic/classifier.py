@@ -87,6 +87,7 @@ DATA_KEYS = (
     "object_size",
     "speed",
     "background",
+    "frame_stride",
 )
 
 

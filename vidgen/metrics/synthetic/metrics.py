@@ -284,7 +284,7 @@ class SyntheticStructure(VideoMetric):
     Args:
         num_fake: generated clips the protocol uses (default 512).
         data: generator settings (the keys of the classifier metrics' ``data``; this metric uses
-            ``background``, ``colors``, ``object_size``, ``speed`` and ``max_objects``).
+            ``background``, ``colors``, ``object_size``, ``speed``, ``max_objects`` and ``frame_stride``).
         foreground, colour_tolerance, motion_tolerance, track_fraction: see
             :class:`~vidgen.metrics.synthetic.structure.StructureAnalyzer`.
     """
@@ -307,7 +307,9 @@ class SyntheticStructure(VideoMetric):
             background=generator.background,
             colors=generator.colors,
             object_size=generator.object_size,
-            speed=generator.speed,
+            # a rendered frame is frame_stride frames of the underlying motion: per rendered frame the objects
+            # move frame_stride times as far (and circles turn that much faster)
+            speed=tuple(generator.frame_stride * s for s in generator.speed),
             max_objects=generator.max_objects,
             foreground=foreground,
             colour_tolerance=colour_tolerance,
