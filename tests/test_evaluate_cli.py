@@ -121,3 +121,15 @@ def test_missing_metric_weights_fail_before_sampling(trained: dict, tmp_path: Pa
     assert result.returncode == 2
     assert "i3d_torchscript.pt" in result.stderr and "fvd" in result.stderr
     assert "generating" not in result.stderr  # nothing was sampled
+
+
+def test_real_statistics_cache_key_ignores_loader_and_joint_training_settings() -> None:
+    """Runs that read the same real clips share one cache entry: batch size, workers and the image frames
+    appended to training clips (data.joint_image_frames) do not change what an evaluation reads."""
+    from vidgen.evaluate import _dataset_key
+
+    data = {"_target_": "x", "name": "synthetic", "num_frames": 8, "resolution": 16, "frame_stride": 1}
+    base = _dataset_key(data, None)
+    assert _dataset_key({**data, "batch_size": 64, "num_workers": 3, "joint_image_frames": 4}, None) == base
+    assert _dataset_key({**data, "frame_stride": 2}, None) != base
+    assert _dataset_key(data, "/some/folder") == {"real_dir": str(Path("/some/folder").resolve())}

@@ -82,8 +82,8 @@ def test_rows_at_the_cadence_and_the_final_evaluation(tmp_path: Path, cache_dir:
         for record in csv.DictReader(handle):
             if record.get("eval/synthetic_fvd"):
                 logged[int(record["step"])] = float(record["eval/synthetic_fvd"])
-    # (the end-of-training row is logged after fit, which the CSV logger does not flush: not checked here)
     assert logged[3] == pytest.approx(rows[0]["metrics"]["synthetic_fvd"])
+    assert logged[6] == pytest.approx(rows[1]["metrics"]["synthetic_fvd"])  # logged after fit, still written
 
     # the step-3 row is the evaluation of the EMA model of step 3: evaluating the step-3 checkpoint afterwards
     # with the same settings (same clips, labels and noise) gives the same numbers

@@ -168,7 +168,17 @@ def _dataset_key(data_cfg: dict[str, Any] | None, real_dir: str | None) -> dict[
     """What identifies the real data in the statistics cache."""
     if real_dir:
         return {"real_dir": str(Path(real_dir).resolve())}
-    ignored = {"batch_size", "num_workers", "val_batch_size", "pin_memory", "drop_last", "_target_"}
+    # settings that do not change the real clips an evaluation reads (joint_image_frames only appends images
+    # to training clips), so runs that differ in them share one cache entry
+    ignored = {
+        "batch_size",
+        "num_workers",
+        "val_batch_size",
+        "pin_memory",
+        "drop_last",
+        "_target_",
+        "joint_image_frames",
+    }
     return {k: v for k, v in (data_cfg or {}).items() if k not in ignored}
 
 

@@ -2,7 +2,7 @@
 
 With no arguments: a tiny Latte (variant 1) on the built-in synthetic data, on the CPU, in a few minutes.
 Everything the run writes goes under its Hydra run directory: the resolved config, TensorBoard logs (loss
-curves and sample videos), sample .mp4 files and checkpoints.
+curves and sample videos), sample .mp4 files (.png images for one-frame models) and checkpoints.
 """
 
 from __future__ import annotations
@@ -59,8 +59,10 @@ def resolve_ckpt_path(value: str | None, run_dir: Path, runs_root: Path) -> Path
 
 
 def _write_final_samples(module: Any, cfg: DictConfig, run_dir: Path) -> Path | None:
-    """Generate ``samples.final_num_videos`` videos with the EMA weights into ``<run_dir>/samples/final``."""
-    from vidgen.io.video import auto_scale, make_grid_video, write_mp4
+    """Generate ``samples.final_num_videos`` videos with the EMA weights into ``<run_dir>/samples/final``
+    (.mp4 files + a grid; .png images when the model makes one-frame samples)."""
+    from vidgen.io.samples import write_samples
+    from vidgen.io.video import auto_scale
 
     count = int(cfg.samples.final_num_videos)
     if count <= 0:
@@ -69,10 +71,7 @@ def _write_final_samples(module: Any, cfg: DictConfig, run_dir: Path) -> Path | 
     print(f"Sampling {count} videos with {cfg.sampler.name} ({cfg.sampler.steps} steps) ...")
     videos = module.generate(count, generator=torch.Generator().manual_seed(int(cfg.seed)), progress=True)
     scale = auto_scale(videos.shape[-2], videos.shape[-1])
-    fps = int(cfg.samples.fps)
-    for i, video in enumerate(videos):
-        write_mp4(folder / f"sample_{i:03d}.mp4", video, fps=fps, scale=scale)
-    write_mp4(folder / "grid.mp4", make_grid_video(videos), fps=fps, scale=scale)
+    write_samples(folder, videos, fps=int(cfg.samples.fps), scale=scale)
     return folder
 
 
@@ -100,6 +99,7 @@ def _evaluate_at_end(
     record_final_evaluation(trainer, run_dir, step, result["metrics"])  # the last row of metrics_history
     for logger in trainer.loggers:
         logger.log_metrics({f"eval/{k}": v for k, v in result["metrics"].items()}, step=step)
+        logger.save()  # fit has ended: without this the CSV logger never writes these rows
     print(format_table(result["metrics"]))
     return result["metrics"]
 
