@@ -1,6 +1,24 @@
 """``python -m vidgen.sample ckpt_path=... num_videos=8 sampler=ddim sampler.steps=50 guidance_scale=...``
 
-Writes one .mp4 per video and a ``grid.mp4`` into the Hydra run directory (or ``out_dir``).
+Writes one file per sample and a grid into the Hydra run directory (or ``out_dir``): ``sample_000.mp4``, ...,
+``grid.mp4``, or ``sample_000.png``, ..., ``grid.png`` when the samples have one frame. The model,
+autoencoder and conditioner are rebuilt from the checkpoint's stored config, with two kinds of changes:
+
+- ``data.num_frames=N``: sample clips of ``N`` frames, another length than the model was trained on (the
+  Latent-Shift family and Latte with per-frame patches take any; a model that cannot, e.g. Latte's tube
+  embedding given a length that is not a multiple of its stride, stops with a ConfigError naming
+  ``data.num_frames`` before sampling).
+  ``data.num_frames=1`` makes images: Latent-Shift's text-to-image from the video model, with the shift in
+  place: both shifted parts are zeros, the padding the model saw at the first and last frames of its
+  training clips (the paper shows that this works, and that removing the shift does not).
+- ``config_overrides``: any dotlist of the stored config, e.g. the "T2I without the shift" ablation on the
+  same weights (Latent-Shift and the per-frame U-Net have identical state-dict keys)::
+
+    python -m vidgen.sample ckpt_path=RUN/checkpoints/last.ckpt data.num_frames=1 'captions=["a red square"]'
+    # the same images without the shift: add
+    'config_overrides=["model.temporal=none"]'
+
+  (the inner quotes are needed: Hydra reads ``=`` inside a list only in a quoted string).
 """
 
 from __future__ import annotations
@@ -17,8 +35,10 @@ from omegaconf import DictConfig, OmegaConf
 import vidgen  # noqa: F401  (registers config resolvers)
 from vidgen.config.errors import ConfigError
 from vidgen.config.schema import SamplerSchema, validate_node
-from vidgen.io.video import auto_scale, make_grid_video, write_mp4
+from vidgen.io.samples import write_samples
+from vidgen.io.video import auto_scale
 from vidgen.lit.build import load_module_from_checkpoint
+from vidgen.lit.module import VideoDiffusionModule
 from vidgen.train import CONFIG_DIR
 
 
@@ -30,11 +50,95 @@ def pick_device(name: str) -> torch.device:
     return torch.device(name)
 
 
+def checkpoint_overrides(cfg: DictConfig) -> list[str]:
+    """The dotlist applied to the checkpoint's stored config: ``config_overrides``, then ``data.num_frames``
+    when it is set (not null)."""
+    overrides = [str(item) for item in cfg.config_overrides]
+    num_frames = OmegaConf.select(cfg, "data.num_frames")
+    if num_frames is not None:
+        if isinstance(num_frames, bool) or not isinstance(num_frames, int) or num_frames < 1:
+            raise ConfigError(
+                "data.num_frames", f"must be an integer >= 1 (or null: the checkpoint's), got {num_frames!r}"
+            )
+        overrides.append(f"data.num_frames={num_frames}")
+    return overrides
+
+
+def load_for_sampling(cfg: DictConfig) -> tuple[VideoDiffusionModule, DictConfig]:
+    """Rebuild the checkpoint's module with :func:`checkpoint_overrides` applied and load its weights.
+
+    Raises:
+        ConfigError: ``config_overrides`` when the overridden model has other weights than the checkpoint
+            (e.g. ``model.temporal=none`` on a Latent-VDM checkpoint, whose temporal layers have no place).
+    """
+    overrides = checkpoint_overrides(cfg)
+    try:
+        return load_module_from_checkpoint(cfg.ckpt_path, overrides)
+    except RuntimeError as error:  # load_state_dict(strict=True): missing / unexpected keys, other shapes
+        if not overrides:
+            raise
+        raise ConfigError(
+            "config_overrides",
+            f"the checkpoint's weights do not fit the model built with {overrides}: {error}",
+        ) from error
+
+
+def sampling_condition(
+    module: VideoDiffusionModule, cfg: DictConfig
+) -> tuple[torch.Tensor | None, list[str] | None]:
+    """``(labels (N,) | None, captions (N) | None)`` for ``cfg.num_videos`` samples: the given ones cycled,
+    the classes in turn for a class-conditional model; a text-conditional model needs ``captions``."""
+    count = int(cfg.num_videos)
+    labels = torch.tensor(list(cfg.labels)) if cfg.get("labels") is not None else None
+    num_classes = module.conditioner.num_classes
+    if num_classes and labels is None:
+        labels = torch.arange(count) % num_classes
+    captions = None
+    if cfg.get("captions"):
+        given = [str(c) for c in cfg.captions]
+        captions = [given[i % len(given)] for i in range(count)]
+    elif getattr(module.conditioner, "text_dim", 0):
+        raise ConfigError("captions", 'this model is text-conditional: give captions=["a ...", ...]')
+    return labels, captions
+
+
+def check_frame_count(
+    module: VideoDiffusionModule, labels: torch.Tensor | None, captions: list[str] | None
+) -> None:
+    """Run the sampling denoiser once on one clip of the module's frame count (the first sample's condition).
+
+    Raises:
+        ConfigError: ``data.num_frames`` when the denoiser fails on that many frames or returns another
+            number of frames (e.g. a Latte with a tube patch embedding of stride 2 given one frame).
+    """
+    latent = torch.zeros((1, *module.latent_shape), device=module.device)  # (1, c, F, h, w)
+    cond = module.conditioner.for_sampling(
+        1,
+        device=module.device,
+        labels=None if labels is None else labels[:1],
+        captions=None if captions is None else captions[:1],
+    )
+    frames = latent.shape[2]
+    cannot = f"this checkpoint's model cannot sample {frames} frame{'' if frames == 1 else 's'}"
+    try:
+        with torch.no_grad():
+            out = module.sampling_denoiser(
+                latent, torch.zeros(1, dtype=torch.long, device=module.device), cond
+            )
+    except (RuntimeError, ValueError) as error:
+        raise ConfigError("data.num_frames", f"{cannot}: {error}") from error
+    if out.shape[2:] != latent.shape[2:]:
+        raise ConfigError(
+            "data.num_frames",
+            f"{cannot}: given a latent clip of shape {tuple(latent.shape)} it returns {tuple(out.shape)}",
+        )
+
+
 def sample(cfg: DictConfig) -> list[Path]:
-    """Generate ``num_videos`` videos from ``ckpt_path``; return the written files (grid last)."""
+    """Generate ``num_videos`` samples from ``ckpt_path``; return the written files (grid last)."""
     if int(cfg.num_videos) < 1:
         raise ConfigError("num_videos", f"must be >= 1, got {cfg.num_videos}")
-    module, train_cfg = load_module_from_checkpoint(cfg.ckpt_path, list(cfg.config_overrides))
+    module, train_cfg = load_for_sampling(cfg)
     sampler_cfg = OmegaConf.to_container(
         cfg.sampler if cfg.get("sampler") else train_cfg.sampler, resolve=True
     )
@@ -42,16 +146,9 @@ def sample(cfg: DictConfig) -> list[Path]:
     if not cfg.use_ema:
         module.ema_denoiser = None
     module.to(pick_device(str(cfg.device)))
-    labels = torch.tensor(list(cfg.labels)) if cfg.get("labels") is not None else None
-    num_classes = module.conditioner.num_classes
-    if num_classes and labels is None:
-        labels = torch.arange(int(cfg.num_videos)) % num_classes  # the classes in turn
-    captions = None
-    if cfg.get("captions"):
-        given = [str(c) for c in cfg.captions]
-        captions = [given[i % len(given)] for i in range(int(cfg.num_videos))]
-    elif getattr(module.conditioner, "text_dim", 0):
-        raise ConfigError("captions", 'this model is text-conditional: give captions=["a ...", ...]')
+    labels, captions = sampling_condition(module, cfg)
+    if OmegaConf.select(cfg, "data.num_frames") is not None:
+        check_frame_count(module, labels, captions)
     scale = cfg.guidance_scale if cfg.guidance_scale is not None else train_cfg.guidance_scale
 
     start = time.perf_counter()
@@ -69,10 +166,7 @@ def sample(cfg: DictConfig) -> list[Path]:
 
     out_dir = Path(cfg.out_dir)
     scale_px = int(cfg.upscale) if cfg.get("upscale") else auto_scale(videos.shape[-2], videos.shape[-1])
-    written = []
-    for i, video in enumerate(videos):
-        written.append(write_mp4(out_dir / f"sample_{i:03d}.mp4", video, fps=int(cfg.fps), scale=scale_px))
-    written.append(write_mp4(out_dir / "grid.mp4", make_grid_video(videos), fps=int(cfg.fps), scale=scale_px))
+    written = write_samples(out_dir, videos, fps=int(cfg.fps), scale=scale_px)
     conditions: dict[str, dict] = {}  # what each file was generated for (vidgen.evaluate reads it)
     if labels is not None:
         conditions["labels"] = {p.name: int(label) for p, label in zip(written, labels.tolist())}
@@ -80,11 +174,12 @@ def sample(cfg: DictConfig) -> list[Path]:
         conditions["captions"] = {p.name: caption for p, caption in zip(written, captions)}
     if conditions:
         (out_dir / "conditions.json").write_text(json.dumps(conditions, indent=2))
+    kind = "images" if videos.shape[2] == 1 else f"videos of {videos.shape[2]} frames"
     print(
-        f"Wrote {len(videos)} videos + grid.mp4 to {out_dir} "
-        f"({sampler_cfg['name']}, {sampler_cfg['steps']} steps, guidance {scale}, {seconds / len(videos):.2f} s/video)"
+        f"Wrote {len(videos)} {kind} + {written[-1].name} to {out_dir} ({sampler_cfg['name']}, "
+        f"{sampler_cfg['steps']} steps, guidance {scale}, {seconds / len(videos):.2f} s/sample)"
     )
-    return [Path(p) for p in written]
+    return written
 
 
 @hydra.main(config_path=CONFIG_DIR, config_name="sample", version_base="1.3")

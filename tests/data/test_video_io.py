@@ -1,4 +1,5 @@
-"""vidgen.io.video: uint8 conversion, mp4 round trips, errors, grids and PNG."""
+"""vidgen.io.video: uint8 conversion, mp4 round trips, errors, grids and PNG; vidgen.io.samples: folders of
+generated samples (mp4 clips, PNG images for one-frame samples)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import pytest
 import torch
 
 from vidgen.data.synthetic import SyntheticVideoDataset
+from vidgen.io.samples import sample_suffix, write_samples
 from vidgen.io.video import (
     VideoReadError,
     auto_scale,
@@ -116,6 +118,32 @@ def test_read_image_errors_name_the_file(tmp_path: Path) -> None:
         read_image(bad)
     grey = write_png(tmp_path / "grey.png", torch.zeros(1, 4, 5))
     assert read_image(grey).shape == (4, 5, 3)
+
+
+def test_write_samples_images_for_one_frame_else_videos(tmp_path: Path) -> None:
+    images = torch.linspace(-1, 1, 2 * 3 * 6 * 8).view(2, 3, 1, 6, 8)  # (N, C, F=1, H, W)
+    written = write_samples(tmp_path / "images", images, scale=2)
+    assert [p.name for p in written] == ["sample_000.png", "sample_001.png", "grid.png"]
+    assert sorted(p.name for p in (tmp_path / "images").iterdir()) == sorted(p.name for p in written)
+    expected = video_to_uint8(images[1])[0]  # (H, W, C)
+    assert torch.equal(read_image(written[1])[::2, ::2], expected)
+    grid = read_image(written[2])
+    assert grid.shape == (2 * (2 + 6 + 2), 2 * (2 + 8 + 2 + 8 + 2), 3)  # side by side, 2 px padding, upscaled
+    assert torch.equal(grid[4:16:2, 4:20:2], video_to_uint8(images[0])[0])
+
+    clips = SyntheticVideoDataset(num_clips=1, num_frames=3, resolution=8)[0]["video"].expand(
+        2, -1, -1, -1, -1
+    )
+    written = write_samples(tmp_path / "videos", clips, fps=4)
+    assert [p.name for p in written] == ["sample_000.mp4", "sample_001.mp4", "grid.mp4"]
+    assert [count_frames(p) for p in written] == [3, 3, 3]
+    assert read_video(written[2]).shape == (3, 2 + 8 + 2, 2 + 8 + 2 + 8 + 2, 3)
+
+    assert (sample_suffix(1), sample_suffix(16)) == (".png", ".mp4")
+    with pytest.raises(ValueError, match="at least one frame"):
+        sample_suffix(0)
+    with pytest.raises(ValueError, match="N, C, F, H, W"):
+        write_samples(tmp_path / "bad", images[0])
 
 
 def test_auto_scale() -> None:

@@ -139,11 +139,12 @@ def build_conditioner(
     path: str | None = None,
     model_name: str | None = None,
     max_length: int = 77,
+    pad_token: str = "auto",
 ) -> Conditioner:
     """Build the conditioner named by ``conditioner.kind`` (the config node's keys are the arguments).
 
     ``text_dim`` is the width of the text states the denoiser receives (0 unless ``kind`` is ``text``);
-    ``path``, ``model_name`` and ``max_length`` configure the text encoder (see
+    ``path``, ``model_name``, ``max_length`` and ``pad_token`` configure the text encoder (see
     :class:`~vidgen.conditioning.text.TextConditioner`).
     """
     if not 0.0 <= float(drop_prob) < 1.0:
@@ -169,12 +170,15 @@ def build_conditioner(
         if num_classes:
             raise ConfigError("conditioner.num_classes", "a text-conditional model has num_classes 0")
         if not path:
-            raise ConfigError("conditioner.path", "text conditioning needs a local open_clip checkpoint file")
+            raise ConfigError(
+                "conditioner.path",
+                "text conditioning needs a local open_clip checkpoint file or a Stable Diffusion folder",
+            )
         if not model_name:
             raise ConfigError("conditioner.model_name", "text conditioning needs an open_clip architecture")
         if int(text_dim) <= 0:
             raise ConfigError("conditioner.text_dim", f"text conditioning needs text_dim > 0, got {text_dim}")
-        return TextConditioner(path, model_name, text_dim, max_length, drop_prob)
+        return TextConditioner(path, model_name, text_dim, max_length, drop_prob, pad_token)
     raise ConfigError(
         "conditioner.kind", f"unknown kind '{kind}'; choose one of {', '.join(CONDITIONER_KINDS)}"
     )

@@ -7,6 +7,17 @@ it is also taken before the projection, so every text tensor has the encoder's w
 
 The CLIP text transformer is causal, so the state of a token depends only on the tokens before it: the
 states up to and including EOT do not depend on the padding, and ``text_mask`` is True exactly there.
+
+Where the weights come from (``conditioner.path``): an open_clip checkpoint file (a state dict of the whole
+CLIP model), or a Stable Diffusion folder / its ``text_encoder/`` (a Hugging Face ``CLIPTextModel``, renamed
+to open_clip's layout by :mod:`vidgen.conditioning.hf_clip`; only the text tower is built).
+
+Padding (``pad_token``): open_clip's tokenizer pads with 0, Stable Diffusion 1.x's tokenizer with the
+end-of-text token. The states after the first EOT depend on it, and Stable Diffusion's U-Net cross-attends to
+all of them (its pipelines pass no mask), so ``auto`` pads as the weights' own tokenizer did: with the pad
+token a Stable Diffusion folder's ``tokenizer/`` declares (EOT for SD 1.x; EOT when a bare ``text_encoder/``
+is given), with 0 for an open_clip checkpoint. ``eot`` / ``zero`` force one. ``text_mask`` and
+``pooled_text`` do not depend on the padding.
 """
 
 from __future__ import annotations
@@ -21,10 +32,13 @@ from vidgen.conditioning.cond import Cond
 from vidgen.conditioning.conditioners import Conditioner
 from vidgen.config.errors import ConfigError
 
-__all__ = ["NULL_CAPTION", "OpenClipTextEncoder", "TextConditioner"]
+__all__ = ["NULL_CAPTION", "PAD_TOKENS", "OpenClipTextEncoder", "TextConditioner"]
 
 #: the caption of the null condition (classifier-free guidance): the empty caption
 NULL_CAPTION = ""
+
+#: values of ``conditioner.pad_token`` (see the module docstring)
+PAD_TOKENS = ("auto", "eot", "zero")
 
 #: distinct data captions remembered for sampling without explicit captions
 _REMEMBERED_CAPTIONS = 64
@@ -75,12 +89,19 @@ class TextConditioner(Conditioner):
     """Captions -> per-token states of a frozen open_clip text encoder, with caption dropout.
 
     Args (the ``conditioner`` config keys):
-        path: local open_clip checkpoint file (state dict) holding the CLIP model.
+        path: local open_clip checkpoint file (state dict) holding the CLIP model, or a Stable Diffusion
+            folder (its ``text_encoder/`` is read) or a Hugging Face ``CLIPTextModel`` folder.
         model_name: open_clip architecture name, or a path to an open_clip model-config JSON.
         text_dim: width of the per-token states; must equal the encoder's.
         max_length: tokens per caption (context length, at most the encoder's; longer captions are cut,
             keeping the end-of-text token).
         drop_prob: probability of replacing a caption by the empty caption in training.
+        pad_token: ``auto``, ``eot`` or ``zero``: the token after the end-of-text token (see the module
+            docstring); ``pad_token_id`` is the id used.
+
+    ``source`` says where the weights came from: ``open_clip`` (a checkpoint file; the whole CLIP model was
+    loaded, only its text tower is kept) or ``hf_clip`` (a ``CLIPTextModel``: exactly the text tower's
+    weights were loaded; ``ignored_weights`` lists the file's tensors not used).
 
     Produces ``Cond(text (B, L, text_dim), text_mask (B, L) bool, pooled_text (B, text_dim))`` with
     ``L = max_length``, in the encoder's dtype (float32 unless the module was converted). The null
@@ -105,31 +126,62 @@ class TextConditioner(Conditioner):
         text_dim: int,
         max_length: int = 77,
         drop_prob: float = 0.1,
+        pad_token: str = "auto",
     ) -> None:
         super().__init__()
         from vidgen.conditioning.open_clip_loader import OpenClipError, create_open_clip
 
         self.drop_prob = float(drop_prob)
+        if pad_token not in PAD_TOKENS:
+            raise ConfigError(
+                "conditioner.pad_token", f"must be one of {', '.join(PAD_TOKENS)}, got {pad_token!r}"
+            )
         checkpoint = Path(str(path)).expanduser()
-        if not checkpoint.is_file():
+        declared_pad: int | None = None
+        self.ignored_weights: list[str] = []
+        if checkpoint.is_dir():
+            from vidgen.conditioning.hf_clip import load_hf_clip_text
+
+            hf = load_hf_clip_text(checkpoint, model_name)  # raises ConfigError naming the key
+            self.encoder, self.tokenizer = hf.encoder, hf.tokenizer
+            self.source, self.ignored_weights = "hf_clip", hf.ignored
+            declared_pad = hf.pad_token_id
+        elif checkpoint.is_file():
+            try:
+                loaded = create_open_clip(model_name, checkpoint, who="conditioner")
+            except OpenClipError as error:
+                key = "conditioner.path" if error.field == "checkpoint" else "conditioner.model_name"
+                hint = ""
+                if error.field == "checkpoint" and (checkpoint.parent / "config.json").is_file():
+                    hint = (
+                        f"; for a Hugging Face CLIPTextModel (Stable Diffusion's text_encoder/) give its folder "
+                        f"'{checkpoint.parent}'"
+                    )
+                raise ConfigError(key, f"{error}{hint}") from None
+            try:
+                self.encoder = OpenClipTextEncoder(loaded.model).requires_grad_(False).eval()
+            except ValueError as error:
+                raise ConfigError("conditioner.model_name", f"'{model_name}': {error}") from None
+            self.tokenizer = loaded.tokenizer
+            self.source = "open_clip"
+            del loaded  # the image tower is not needed
+        else:
             raise ConfigError(
                 "conditioner.path",
                 f"text encoder checkpoint '{checkpoint}' does not exist. conditioner.path must name a local "
-                f"open_clip checkpoint (state dict) of architecture '{model_name}' (conditioner.model_name); "
-                "nothing is downloaded",
+                f"open_clip checkpoint (state dict) of architecture '{model_name}' (conditioner.model_name), or "
+                "a Stable Diffusion folder (text_encoder/ + tokenizer/) or CLIPTextModel folder; nothing is "
+                "downloaded",
             )
-        try:
-            loaded = create_open_clip(model_name, checkpoint, who="conditioner")
-        except OpenClipError as error:
-            key = "conditioner.path" if error.field == "checkpoint" else "conditioner.model_name"
-            raise ConfigError(key, str(error)) from None
-        try:
-            self.encoder = OpenClipTextEncoder(loaded.model).requires_grad_(False).eval()
-        except ValueError as error:
-            raise ConfigError("conditioner.model_name", f"'{model_name}': {error}") from None
-        self.tokenizer = loaded.tokenizer
         self.eot_token_id = int(self.tokenizer.eot_token_id)
-        del loaded  # the image tower is not needed
+        if pad_token == "eot":
+            self.pad_token_id = self.eot_token_id
+        elif pad_token == "zero":
+            self.pad_token_id = 0
+        elif declared_pad is not None:  # auto, as the Stable Diffusion folder's tokenizer pads
+            self.pad_token_id = int(declared_pad)
+        else:  # auto: SD 1.x's tokenizer for a bare text_encoder/, open_clip's for an open_clip checkpoint
+            self.pad_token_id = self.eot_token_id if self.source == "hf_clip" else 0
         self.model_name = str(model_name)
         self.text_dim = self.encoder.width
         if int(text_dim) != self.text_dim:
@@ -167,9 +219,11 @@ class TextConditioner(Conditioner):
         device."""
         device = self.encoder.attn_mask.device
         tokens = self.tokenizer(list(captions), context_length=self.max_length).to(device)
-        states = self.encoder(tokens).to(self.encoder.token_embedding.weight.dtype)  # not autocast's
         eot = (tokens == self.eot_token_id).int().argmax(dim=1)  # (B,) first end-of-text position
         mask = torch.arange(tokens.shape[1], device=device)[None] <= eot[:, None]
+        if self.pad_token_id != 0:  # open_clip's tokenizer pads with 0
+            tokens = tokens.masked_fill(~mask, self.pad_token_id)
+        states = self.encoder(tokens).to(self.encoder.token_embedding.weight.dtype)  # not autocast's
         pooled = states[torch.arange(tokens.shape[0], device=device), eot]
         return states, mask, pooled
 

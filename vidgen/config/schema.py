@@ -117,9 +117,12 @@ class ConditionerSchema:
     path: str | None = None
     model_name: str | None = None
     max_length: int = 77
+    # text: the token that fills a caption up to max_length (auto: what the weights' own tokenizer used)
+    pad_token: str = "auto"
 
     def __post_init__(self) -> None:
         _one_of(self.kind, ("none", "class", "text"), "kind")
+        _one_of(self.pad_token, ("auto", "eot", "zero"), "pad_token")
         _require(0.0 <= self.drop_prob < 1.0, "drop_prob", f"must lie in [0, 1), got {self.drop_prob}")
         _require(self.kind != "class" or self.num_classes > 0, "num_classes", "class conditioning needs > 0")
         text = self.kind == "text"

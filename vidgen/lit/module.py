@@ -43,7 +43,8 @@ class VideoDiffusionModule(L.LightningModule):
         samples: ``num_videos`` generated at each validation, ``fps``.
         guidance_scale: classifier-free guidance scale for generated samples.
         seed: base seed of the per-step random streams.
-        samples_dir: where validation samples are written as .mp4 (None: not written).
+        samples_dir: where validation samples are written, as .mp4 (.png for one-frame samples); None: not
+            written.
         config: the resolved run config (plain dict), stored in every checkpoint.
         compile: ``enabled``, ``mode``: ``torch.compile`` the denoiser when the trainer sets the model up.
 
@@ -217,24 +218,25 @@ class VideoDiffusionModule(L.LightningModule):
             self._publish_samples(videos, tag="samples", step=self.global_step)
 
     def _publish_samples(self, videos: torch.Tensor, tag: str, step: int) -> None:
-        """Write ``videos (N, C, F, H, W)`` as .mp4 files + a grid and log them to TensorBoard."""
-        from vidgen.io.video import auto_scale, make_grid_video, video_to_uint8, write_mp4
+        """Write ``videos (N, C, F, H, W)`` into ``samples_dir/step_<step>/`` (one file each + a grid: .mp4,
+        or .png when ``F == 1``) and log them to TensorBoard (a video summary, or images when ``F == 1``)."""
+        from vidgen.io.samples import write_samples
+        from vidgen.io.video import auto_scale, upscale_nearest, video_to_uint8
 
         fps = int(self.samples_cfg.get("fps", 8))
         scale = auto_scale(videos.shape[-2], videos.shape[-1])
         if self.samples_dir is not None:
-            folder = self.samples_dir / f"step_{step:07d}"
-            for i, video in enumerate(videos):
-                write_mp4(folder / f"sample_{i:03d}.mp4", video, fps=fps, scale=scale)
-            write_mp4(folder / "grid.mp4", make_grid_video(videos), fps=fps, scale=scale)
+            write_samples(self.samples_dir / f"step_{step:07d}", videos, fps=fps, scale=scale)
+        images = videos.shape[2] == 1
         for logger in self.loggers:
             experiment = getattr(logger, "experiment", None)
-            if hasattr(experiment, "add_video"):
-                frames = torch.stack([torch.as_tensor(video_to_uint8(v)) for v in videos])  # N F H W C
-                frames = frames.permute(0, 1, 4, 2, 3)  # N F C H W
-                if scale > 1:
-                    frames = frames.repeat_interleave(scale, dim=-2).repeat_interleave(scale, dim=-1)
-                experiment.add_video(tag, frames, global_step=step, fps=fps)
+            if not hasattr(experiment, "add_images" if images else "add_video"):
+                continue
+            frames = torch.stack([upscale_nearest(video_to_uint8(v), scale) for v in videos])  # N F H W C
+            if images:
+                experiment.add_images(tag, frames[:, 0], global_step=step, dataformats="NHWC")
+            else:
+                experiment.add_video(tag, frames.permute(0, 1, 4, 2, 3), global_step=step, fps=fps)
 
     # ------------------------------------------------------------------ sampling
     @torch.no_grad()

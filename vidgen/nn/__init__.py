@@ -1,5 +1,7 @@
 """Shared neural-network layers: attention (self, space-time, cross), adaLN, embeddings (timestep, label,
-sin-cos, RoPE), patch embeds, the transformer block."""
+sin-cos, RoPE), patch embeds, the transformer block, and the temporal parts of the U-Net video models
+(temporal shift, temporal attention, their hooks). The shift function itself is
+``vidgen.nn.temporal_shift.temporal_shift`` (not re-exported: the name would hide its module)."""
 
 from vidgen.nn.adaln import AdaLNModulation, modulate
 from vidgen.nn.attention import Attention, CrossAttention
@@ -16,6 +18,24 @@ from vidgen.nn.mlp import Mlp
 from vidgen.nn.patch_embed import FramePatchEmbed, TemporalUpsample, TubePatchEmbed
 from vidgen.nn.rope import apply_rope, rope_angles, rotate_half
 from vidgen.nn.spacetime import Axis, TokenGrid
+from vidgen.nn.temporal_attention import (
+    TemporalAttention,
+    TemporalAttentionHook,
+    attach_temporal_attention,
+    build_temporal_layers,
+    spatial_transformers,
+)
+from vidgen.nn.temporal_shift import (
+    FrameCheckpoint,
+    FrameContext,
+    HookHandles,
+    TemporalShiftHook,
+    attach_temporal_shift,
+    batch_to_frames,
+    frames_to_batch,
+    resnet_blocks,
+    shift_fold,
+)
 from vidgen.nn.transformer import BlockRole, TransformerBlock
 
 __all__ = [
@@ -25,20 +45,34 @@ __all__ = [
     "BlockRole",
     "CrossAttention",
     "FinalLayer",
+    "FrameCheckpoint",
+    "FrameContext",
     "FramePatchEmbed",
+    "HookHandles",
     "LabelEmbedder",
     "Mlp",
+    "TemporalAttention",
+    "TemporalAttentionHook",
+    "TemporalShiftHook",
     "TemporalUpsample",
     "TimestepEmbedder",
     "TokenGrid",
     "TransformerBlock",
     "TubePatchEmbed",
     "apply_rope",
+    "attach_temporal_attention",
+    "attach_temporal_shift",
+    "batch_to_frames",
+    "build_temporal_layers",
+    "frames_to_batch",
     "modulate",
+    "resnet_blocks",
     "rope_angles",
     "rotate_half",
+    "shift_fold",
     "sincos_1d",
     "sincos_1d_table",
     "sincos_2d_table",
+    "spatial_transformers",
     "timestep_embedding",
 ]

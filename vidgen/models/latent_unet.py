@@ -1,0 +1,386 @@
+"""Latent-Shift and its baselines: a text-to-image diffusers U-Net run on the frames of a latent video.
+
+One class, :class:`LatentUNet`, three ``temporal`` modes (config files ``conf/model/latent_*.yaml``):
+
+==========  =============  ============================================================================
+temporal    config         what connects the frames
+==========  =============  ============================================================================
+shift       latent_shift   Latent-Shift (seeds 000, 001): a parameter-free temporal shift of the residual
+                           branch of every ResNet block (:mod:`vidgen.nn.temporal_shift`), ``fold =
+                           int(C * shift.fraction)`` channels from the previous and as many from the next
+                           frame, zero padded at the clip's ends
+attention   latent_vdm     Latent-VDM, the paper's baseline: a temporal self-attention layer (pre-norm,
+                           RoPE over frames, zero-initialised output; :mod:`vidgen.nn.temporal_attention`)
+                           after every spatial transformer of the U-Net (down, mid and up blocks)
+none        latent_2d      nothing: every frame is denoised on its own by the image model (the ablation
+                           "without the temporal shift" of the paper's Fig. 6/7)
+==========  =============  ============================================================================
+
+The U-Net is diffusers' ``UNet2DConditionModel``, kept as it is in the attribute ``unet``: the video
+model's state-dict keys are ``unet.<Stable Diffusion U-Net keys>`` (plus ``temporal_layers.*`` for
+``attention``), so Stable Diffusion weights load untouched and a trained model's ``unet.*`` weights load
+back into a plain ``UNet2DConditionModel`` with ``strict=True``. The temporal parts are hooks: the shift is
+a ``forward_pre_hook`` on ``conv1`` of every ``ResnetBlock2D``, the temporal attention a ``forward_hook`` on
+every ``Transformer2DModel`` whose layer lives in ``self.temporal_layers``. Hooks read the frame layout
+from :attr:`LatentUNet.frame_context`, set around every U-Net call. They are callable objects holding that
+context, so ``copy.deepcopy`` (the EMA twin) gives a model whose hooks shift its own U-Net with its own
+context. A hooked U-Net called directly (outside :meth:`LatentUNet.forward`) treats each batch row as a
+one-frame video: the text-to-image use of Latent-Shift (both shifted parts zero).
+
+Forward: ``x (B, C, F, H, W)`` -> frames in the batch ``(B*F, C, H, W)`` (clip-major, ``repeat_interleave``
+of the timesteps and text states per frame), the U-Net, and back to ``(B, C_out, F, H, W)``.
+
+Text: ``cond.text (B, L, cross_attention_dim)`` feeds the U-Net's cross-attention. Without text (``cond``
+None or ``cond.text`` None, e.g. ``conditioner=none``) the U-Net reads a single all-zero token of width
+``cross_attention_dim``: an unconditional model (the cross-attention then adds a constant, the output
+projection's bias). ``cond.text_mask`` is passed as diffusers' ``encoder_attention_mask`` only with
+``use_text_mask=true``: Stable Diffusion 1.x was trained attending to all 77 CLIP states (padding
+included), so the default ignores the mask. Class labels are not supported (raises).
+
+Image-video joint training (``cond.num_video_frames = F`` with ``x`` of ``F + K`` frames): the shift and
+the temporal attention connect the first ``F`` frames only; each of the ``K`` appended images is a
+one-frame video (zeros in both shifted parts; temporal attention over itself alone), which is what the
+model does for ``F = 1`` (text-to-image). ``num_video_frames = 0``: every frame is an independent image.
+
+Sizes (``size``): ``sd`` = Stable Diffusion 1.x's U-Net (blocks 320/640/1280/1280, 2 layers per block,
+8 heads, 32 norm groups, cross-attention width 768); ``tiny`` = a two-level U-Net for CPU work (blocks
+32/64, 1 layer per block, CrossAttnDown + Down / Up + CrossAttnUp, 8 norm groups, 8 heads, cross-attention
+width 32). With ``pretrained_path`` the folder's ``config.json`` defines the architecture and ``size`` is
+not used.
+
+Parameter counts (4 latent channels, ``learn_sigma`` false, default cross-attention width; ``sd`` counted
+on the meta device):
+
+=======  ===========  ============  ===========  =====================================
+size     latent_2d    latent_shift  latent_vdm   temporal layers (latent_vdm only)
+=======  ===========  ============  ===========  =====================================
+tiny     792,964      792,964       822,596      4 layers (3 x 32, 1 x 64): 29,632
+sd       859,520,964  859,520,964   909,157,444  16 layers (5 x 320, 5 x 640, 6 x 1280):
+                                                 49,636,480
+=======  ===========  ============  ===========  =====================================
+
+``sd``'s 859,520,964 is Stable Diffusion 1.x's U-Net. ``latent_shift`` always has exactly the plain
+U-Net's parameters (the paper's point: 22 hooked ResNet blocks in ``sd``, 8 in ``tiny``, no parameter);
+``latent_vdm`` adds ``4C^2 + 6C`` per spatial transformer of width ``C``. The paper reports 1.53B
+(Latent-Shift) and 1.58B (Latent-VDM) for its whole models: the 50M gap matches the 49.6M temporal layers
+here. ``learn_sigma`` adds the output conv's extra channels (``sd``: +11,524; ``tiny``: +1,156).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import torch
+from torch import nn
+
+from vidgen.conditioning import Cond
+from vidgen.config import ConfigError
+from vidgen.nn.temporal_attention import attach_temporal_attention, build_temporal_layers
+from vidgen.nn.temporal_shift import (
+    FrameCheckpoint,
+    FrameContext,
+    HookHandles,
+    attach_temporal_shift,
+    batch_to_frames,
+    frames_to_batch,
+)
+
+__all__ = [
+    "DEFAULT_CROSS_ATTENTION_DIM",
+    "LATENT_UNET_SIZES",
+    "TEMPORAL_MODES",
+    "LatentUNet",
+    "unet_config",
+]
+
+TEMPORAL_MODES = ("shift", "attention", "none")
+LATENT_UNET_SIZES = ("tiny", "sd")
+#: cross-attention width used when ``cross_attention_dim`` is 0 (no text conditioner): CLIP ViT-L/14's
+#: width for Stable Diffusion 1.x, a small one for the tiny U-Net
+DEFAULT_CROSS_ATTENTION_DIM = {"tiny": 32, "sd": 768}
+#: Seed 000: three equal channel parts, 1/3 shifted each way (TSM: 1/8)
+DEFAULT_SHIFT_FRACTION = 1.0 / 3.0
+
+
+def unet_config(
+    size: str, in_channels: int, out_channels: int, sample_size: int, cross_attention_dim: int
+) -> dict[str, Any]:
+    """``UNet2DConditionModel`` keyword arguments of a size (``tiny`` or ``sd``, see the module docstring).
+
+    ``sd`` reproduces Stable Diffusion 1.x's ``unet/config.json`` (with the given channels and widths), so
+    its state-dict keys and shapes are those of an SD 1.x checkpoint.
+    """
+    common = {
+        "sample_size": sample_size,
+        "in_channels": in_channels,
+        "out_channels": out_channels,
+        "cross_attention_dim": cross_attention_dim,
+        "attention_head_dim": 8,
+        "act_fn": "silu",
+        "center_input_sample": False,
+        "downsample_padding": 1,
+        "flip_sin_to_cos": True,
+        "freq_shift": 0,
+        "mid_block_scale_factor": 1,
+        "norm_eps": 1e-5,
+    }
+    if size == "sd":
+        return {
+            **common,
+            "down_block_types": ("CrossAttnDownBlock2D",) * 3 + ("DownBlock2D",),
+            "up_block_types": ("UpBlock2D",) + ("CrossAttnUpBlock2D",) * 3,
+            "block_out_channels": (320, 640, 1280, 1280),
+            "layers_per_block": 2,
+            "norm_num_groups": 32,
+        }
+    if size == "tiny":
+        return {
+            **common,
+            "down_block_types": ("CrossAttnDownBlock2D", "DownBlock2D"),
+            "up_block_types": ("UpBlock2D", "CrossAttnUpBlock2D"),
+            "block_out_channels": (32, 64),
+            "layers_per_block": 1,
+            "norm_num_groups": 8,
+        }
+    raise ConfigError("model.size", f"unknown size {size!r}; choose one of {', '.join(LATENT_UNET_SIZES)}")
+
+
+def _check_int(key: str, value: object, minimum: int) -> int:
+    if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
+        raise ConfigError(key, f"must be an integer >= {minimum}, got {value!r}")
+    return value
+
+
+def _shift_fraction(shift: Mapping[str, Any] | None) -> float:
+    """``model.shift`` -> the fraction per direction (default 1/3), checked."""
+    if shift is None:
+        return DEFAULT_SHIFT_FRACTION
+    if not isinstance(shift, Mapping):
+        raise ConfigError("model.shift", f"must be a mapping like {{fraction: 0.125}}, got {shift!r}")
+    unknown = sorted(str(k) for k in shift if k != "fraction")
+    if unknown:
+        raise ConfigError(f"model.shift.{unknown[0]}", "unknown key; allowed: fraction")
+    fraction = shift.get("fraction", DEFAULT_SHIFT_FRACTION)
+    if isinstance(fraction, bool) or not isinstance(fraction, int | float) or not 0 < fraction <= 0.5:
+        raise ConfigError(
+            "model.shift.fraction",
+            f"must be a number in (0, 0.5] (channels shifted per direction; 1/3 seed 000, 1/8 TSM), got {fraction!r}",
+        )
+    return float(fraction)
+
+
+class LatentUNet(nn.Module):
+    """A text-to-image diffusers U-Net as a video denoiser. ``forward(x, t, cond) -> out`` on ``(B, C, F, H, W)``.
+
+    Constructor arguments are the config keys under ``model`` (``conf/model/latent_{shift,vdm,2d}.yaml``).
+
+    Args:
+        temporal: ``shift`` (Latent-Shift), ``attention`` (Latent-VDM) or ``none`` (per-frame image model).
+        size: ``tiny`` or ``sd`` (see :func:`unet_config`); not used with ``pretrained_path``.
+        in_channels: latent channels ``C``.
+        input_size: latent height = width (diffusers' ``sample_size``; other sizes work too).
+        num_frames: the configured clip length ``F``. The model has no per-frame table and runs any ``F``;
+            kept for reference and for :attr:`num_frames`.
+        learn_sigma: output ``2C`` channels (eps and the variance interpolation) instead of ``C``. Not
+            possible with ``pretrained_path`` (Stable Diffusion's U-Net outputs ``C``): raises
+            ``ConfigError('diffusion.learn_sigma')``.
+        cross_attention_dim: width of the text states ``cond.text``; 0 = the size's default
+            (:data:`DEFAULT_CROSS_ATTENTION_DIM`: tiny 32, sd 768) or, with ``pretrained_path``, the loaded
+            U-Net's.
+        shift: ``{fraction: f}``: channels shifted per direction ``int(C * f)``, ``0 < f <= 1/2``
+            (default 1/3, seed 000; TSM 1/8). Read with ``temporal=shift`` only.
+        use_text_mask: pass ``cond.text_mask`` to the U-Net's cross-attention (default false, as Stable
+            Diffusion, which attends to every CLIP state).
+        pretrained_path: local text-to-image U-Net weights, loaded with
+            :func:`vidgen.models.stable_diffusion.load_unet` (a Stable Diffusion 1.x folder, a diffusers U-Net
+            folder, ...: see that module). None = random initialisation.
+        pretrained_subfolder: the U-Net's subfolder inside a pipeline folder (``unet``).
+        gradient_checkpointing: diffusers' activation checkpointing of the U-Net's blocks (the frame
+            layout is kept for the recomputation) and of the temporal attention layers.
+    """
+
+    def __init__(
+        self,
+        temporal: str = "shift",
+        size: str = "sd",
+        in_channels: int = 4,
+        input_size: int = 32,
+        num_frames: int = 16,
+        learn_sigma: bool = False,
+        cross_attention_dim: int = 0,
+        shift: Mapping[str, Any] | None = None,
+        use_text_mask: bool = False,
+        pretrained_path: str | None = None,
+        pretrained_subfolder: str | None = "unet",
+        gradient_checkpointing: bool = False,
+    ) -> None:
+        super().__init__()
+        if temporal not in TEMPORAL_MODES:
+            raise ConfigError(
+                "model.temporal", f"unknown value {temporal!r}; choose one of {', '.join(TEMPORAL_MODES)}"
+            )
+        if size not in LATENT_UNET_SIZES:
+            raise ConfigError(
+                "model.size", f"unknown size {size!r}; choose one of {', '.join(LATENT_UNET_SIZES)}"
+            )
+        self.temporal = temporal
+        self.in_channels = _check_int("model.in_channels", in_channels, 1)
+        self.input_size = _check_int("model.input_size", input_size, 1)
+        self.num_frames = _check_int("model.num_frames", num_frames, 1)
+        self.learn_sigma = bool(learn_sigma)
+        self.out_channels = 2 * in_channels if learn_sigma else in_channels
+        cross_attention_dim = _check_int("model.cross_attention_dim", cross_attention_dim, 0)
+        self.shift_fraction = _shift_fraction(shift)
+        self.use_text_mask = bool(use_text_mask)
+        self.gradient_checkpointing = bool(gradient_checkpointing)
+
+        if pretrained_path is not None:
+            unet = self._load_pretrained(str(pretrained_path), pretrained_subfolder, cross_attention_dim)
+        else:
+            from diffusers import UNet2DConditionModel
+
+            width = cross_attention_dim or DEFAULT_CROSS_ATTENTION_DIM[size]
+            unet = UNet2DConditionModel(
+                **unet_config(size, self.in_channels, self.out_channels, self.input_size, width)
+            )
+        self.unet = unet
+        self.cross_attention_dim = int(unet.config.cross_attention_dim)
+
+        #: the frame layout of the current U-Net call, read by every temporal hook of this model
+        self.frame_context = FrameContext()
+        self.temporal_layers = build_temporal_layers(unet) if temporal == "attention" else None
+        self._hooks = HookHandles()
+        self.attach_temporal_hooks()
+        if self.gradient_checkpointing:
+            self.unet.enable_gradient_checkpointing(FrameCheckpoint(self.frame_context))
+
+    # ----------------------------------------------------------------------------------------- setup
+    def _load_pretrained(self, path: str, subfolder: str | None, cross_attention_dim: int) -> nn.Module:
+        """Load the image U-Net's weights and check that they fit the configured model."""
+        if self.learn_sigma:
+            raise ConfigError(
+                "diffusion.learn_sigma",
+                "a pretrained Stable Diffusion U-Net predicts eps only (out_channels = in_channels), so it "
+                "cannot learn the variance; use diffusion=sd (learn_sigma: false, loss: simple)",
+            )
+        from vidgen.models.stable_diffusion import load_unet  # lazy: diffusers' model loading
+
+        unet = load_unet(path, subfolder=subfolder)
+        config = unet.config
+        if int(config.in_channels) != self.in_channels:
+            raise ConfigError(
+                "model.in_channels",
+                f"the pretrained U-Net at {path} takes {config.in_channels} channels, the model is configured "
+                f"for {self.in_channels} (autoencoder.latent_channels)",
+            )
+        if int(config.out_channels) != self.out_channels:
+            raise ConfigError(
+                "model.pretrained_path",
+                f"the U-Net at {path} outputs {config.out_channels} channels, expected {self.out_channels}",
+            )
+        if cross_attention_dim and int(config.cross_attention_dim) != cross_attention_dim:
+            raise ConfigError(
+                "model.cross_attention_dim",
+                f"the pretrained U-Net at {path} reads text states of width {config.cross_attention_dim}, the "
+                f"text conditioner gives {cross_attention_dim} (conditioner.text_dim)",
+            )
+        return unet
+
+    def attach_temporal_hooks(self) -> None:
+        """(Re)attach this model's temporal hooks to ``self.unet`` (the shift or the temporal attention;
+        nothing for ``temporal=none``). Any hooks attached before by this model are removed first."""
+        self.detach_temporal_hooks()
+        if self.temporal == "shift":
+            self._hooks = attach_temporal_shift(self.unet, self.frame_context, self.shift_fraction)
+        elif self.temporal == "attention":
+            self._hooks = attach_temporal_attention(self.unet, self.temporal_layers, self.frame_context)
+
+    def detach_temporal_hooks(self) -> None:
+        """Remove this model's temporal hooks: ``self.unet`` becomes the plain image U-Net again."""
+        self._hooks.remove()
+
+    @property
+    def num_temporal_hooks(self) -> int:
+        """Number of hooks this model has attached to its U-Net."""
+        return len(self._hooks)
+
+    def num_params(self, trainable_only: bool = True) -> int:
+        """Number of parameters (only those with ``requires_grad`` when ``trainable_only``)."""
+        return sum(p.numel() for p in self.parameters() if p.requires_grad or not trainable_only)
+
+    def sharding_units(self) -> list[nn.Module]:
+        """FSDP units (:func:`vidgen.lit.parallel.sharding_units`): the U-Net's down blocks, mid block and
+        up blocks. The rest (conv_in/out, time embedding, temporal layers) stays with the root."""
+        units = [*self.unet.down_blocks, self.unet.mid_block, *self.unet.up_blocks]
+        return [unit for unit in units if unit is not None]
+
+    # --------------------------------------------------------------------------------------- forward
+    def forward(self, x: torch.Tensor, t: torch.Tensor, cond: Cond | None = None) -> torch.Tensor:
+        """Predict the denoiser output of every frame.
+
+        Args:
+            x: ``(B, C, F, H, W)`` noisy latent video.
+            t: ``(B,)`` timesteps, int or float (a 0-d tensor is broadcast to the batch).
+            cond: optional; ``text (B, L, cross_attention_dim)`` [+ ``text_mask (B, L)``, used with
+                ``use_text_mask``]; ``num_video_frames`` for image-video joint training. No text: the
+                unconditional all-zero token. ``labels`` are not supported.
+
+        Returns:
+            ``(B, C_out, F, H, W)`` with ``C_out = 2C`` when ``learn_sigma`` else ``C``.
+        """
+        if x.dim() != 5 or x.shape[1] != self.in_channels:
+            raise ValueError(
+                f"LatentUNet expects x of shape (B, {self.in_channels}, F, H, W), got {tuple(x.shape)}"
+            )
+        batch, frames = x.shape[0], x.shape[2]
+        clip = self._clip_frames(cond, frames)
+        if t.dim() == 0:
+            t = t.expand(batch)
+        if t.shape != (batch,):
+            raise ValueError(f"t must have shape ({batch},), got {tuple(t.shape)}")
+        text, mask = self._text(cond, batch, x)
+        with self.frame_context.use(frames, clip):
+            out = self.unet(
+                frames_to_batch(x),  # (B*F, C, H, W)
+                t.repeat_interleave(frames),  # (B*F,)
+                encoder_hidden_states=text.repeat_interleave(frames, dim=0),  # (B*F, L, D)
+                encoder_attention_mask=None if mask is None else mask.repeat_interleave(frames, dim=0),
+                return_dict=False,
+            )[0]
+        return batch_to_frames(out, frames)
+
+    def _clip_frames(self, cond: Cond | None, total: int) -> int | None:
+        """Frames of the video clip under image-video joint training; None when every frame is the clip."""
+        value = cond.num_video_frames if cond is not None else None
+        if value is None:
+            return None
+        if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= total:
+            raise ValueError(f"cond.num_video_frames must be an integer in [0, {total}], got {value!r}")
+        return None if value == total else value
+
+    def _text(
+        self, cond: Cond | None, batch: int, x: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """``(text (B, L, D), mask (B, L) | None)`` for the cross-attention; ``(B, 1, D)`` zeros without text."""
+        if cond is not None and cond.labels is not None:
+            raise ValueError(
+                "LatentUNet has no class conditioning (labels were given); use conditioner=text (captions, "
+                "e.g. a template 'a video of {class}') or conditioner=none"
+            )
+        text = cond.text if cond is not None else None
+        if text is None:
+            return x.new_zeros(batch, 1, self.cross_attention_dim), None
+        if text.dim() != 3 or text.shape[0] != batch or text.shape[2] != self.cross_attention_dim:
+            raise ValueError(
+                f"cond.text must have shape ({batch}, L, {self.cross_attention_dim}) (the U-Net's "
+                f"cross_attention_dim), got {tuple(text.shape)}"
+            )
+        mask = cond.text_mask if self.use_text_mask else None
+        if mask is not None:
+            if tuple(mask.shape) != tuple(text.shape[:2]):
+                raise ValueError(
+                    f"cond.text_mask must have shape {tuple(text.shape[:2])}, got {tuple(mask.shape)}"
+                )
+            mask = mask.to(x.dtype)
+        return text.to(x.dtype), mask
