@@ -12,7 +12,10 @@ Reads every job folder of a Hydra multirun (``<multirun dir>/<job number>/``):
 * the parameter count: ``vidgen_num_denoiser_params`` of ``checkpoints/last.ckpt`` when it exists (read with
   mmap, nothing is loaded), else the denoiser built from ``config_resolved.yaml`` on the meta device, which
   also gives the FLOPs of one forward pass of one clip (``vidgen.models.latte.count_flops``: matrix
-  multiplications, a multiply-add = 2 FLOPs).
+  multiplications, a multiply-add = 2 FLOPs). A model with pretrained weights (``model.pretrained_path``,
+  the Latent-Shift U-Nets) is built without them: the weights do not change the shapes. A text model reads
+  ``conditioner.max_length`` tokens of width ``model.text_dim`` (Latte: 8 tokens) or
+  ``model.cross_attention_dim`` (the Latent-Shift U-Nets, with ``conditioner=text``).
 
 Writes ``report.md`` (arm, parameters, GFLOPs, last step, training time, the final value of every metric),
 ``report.png`` (the chosen metric against training steps, one line per arm) and ``report.json`` (the same
@@ -119,7 +122,9 @@ def model_size(job: Path) -> tuple[int | None, int | None]:
         from hydra.utils import instantiate
 
         config = yaml.safe_load(path.read_text())
-        node = config["model"]
+        node = dict(config["model"])
+        if node.get("pretrained_path"):  # the shapes only: never read the weights here
+            node["pretrained_path"] = None
         with torch.device("meta"):
             model = instantiate(node)
         params = sum(p.numel() for p in model.parameters() if p.requires_grad)
@@ -141,6 +146,11 @@ def model_size(job: Path) -> tuple[int | None, int | None]:
             cond = Cond(labels=torch.zeros(1, dtype=torch.long, device="meta"))
         if int(node.get("text_dim") or 0) > 0:
             text = torch.zeros(1, 8, int(node["text_dim"]), device="meta")
+            cond = Cond(labels=None if cond is None else cond.labels, text=text)
+        conditioner = config.get("conditioner") or {}
+        if int(node.get("cross_attention_dim") or 0) > 0 and conditioner.get("kind") == "text":
+            length = int(conditioner.get("max_length") or 77)
+            text = torch.zeros(1, length, int(node["cross_attention_dim"]), device="meta")
             cond = Cond(labels=None if cond is None else cond.labels, text=text)
         flops = count_flops(model, shape, cond)
     except Exception:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import importlib
 import inspect
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
@@ -275,8 +276,63 @@ def resolve_config(cfg: DictConfig) -> DictConfig:
         raise ConfigError(key, str(error).splitlines()[0]) from None
 
 
+#: ``scale.family`` of a scale file that does not set one (conf/scale/tiny.yaml and paper.yaml: Latte's)
+DEFAULT_SCALE_FAMILY = "latte"
+#: the scale files of each experiment family, for the error messages
+SCALE_CHOICES = {
+    "latte": "scale=tiny or scale=paper",
+    "latent_shift": "scale=latent_shift/tiny or scale=latent_shift/paper",
+}
+
+
+def check_experiment_scale(cfg: DictConfig) -> None:
+    """An ablation experiment must run at a scale of its own family; a scale's prerequisite files must exist.
+
+    ``experiment_family`` (set by an experiment, e.g. ``conf/experiment/latent_shift/*.yaml``) must equal the
+    chosen scale's ``scale.family`` (a scale without one is Latte's, :data:`DEFAULT_SCALE_FAMILY`); and a
+    scale of a family other than Latte's, chosen without such an experiment, must come with a model of that
+    family (a Latte model with a Latent-Shift scale fails: the Latte experiments carry no marker). Each entry
+    ``{key, make}`` of ``scale.prerequisites`` names a config key whose value is a file that the command
+    ``make`` writes. Every failure is a :class:`ConfigError` naming ``scale`` (or the prerequisite's key).
+    Runs on the unresolved config, before anything else is checked.
+    """
+    if "scale" not in list(cfg.keys()):  # (`in cfg` is False for a missing value: `scale: ???`)
+        return
+    experiment = OmegaConf.select(cfg, "experiment_family", default=None)
+    if OmegaConf.is_missing(cfg, "scale"):
+        choices = SCALE_CHOICES.get(str(experiment)) or " | ".join(SCALE_CHOICES.values())
+        raise ConfigError("scale", f"is required by this experiment: {choices}")
+    scale = cfg.scale
+    if not isinstance(scale, DictConfig):
+        return
+    family = str(OmegaConf.select(scale, "family", default=None) or DEFAULT_SCALE_FAMILY)
+    name = OmegaConf.select(scale, "name", default="?", throw_on_missing=False)
+    if experiment is not None and str(experiment) != family:
+        raise ConfigError(
+            "scale",
+            f"a {experiment} experiment needs a {experiment} scale ({SCALE_CHOICES.get(str(experiment), '?')}); "
+            f"the chosen scale '{name}' is a {family} scale",
+        )
+    if experiment is None and family == "latent_shift":
+        target = str(OmegaConf.select(cfg, "model._target_", default="") or "")
+        if not target.endswith("LatentUNet"):
+            raise ConfigError(
+                "scale",
+                f"the {family} scale '{name}' is for the Latent-Shift models (experiment=latent_shift/...); "
+                f"this run's model is {target.rsplit('.', 1)[-1] or 'unset'}: use {SCALE_CHOICES['latte']}",
+            )
+    for item in OmegaConf.select(scale, "prerequisites", default=None) or []:
+        key, command = str(item.key), str(item.make)
+        value = OmegaConf.select(cfg, key, default=None)
+        if value is None:
+            raise ConfigError(key, f"is not set (scale.prerequisites names it; {command} makes the file)")
+        if not Path(str(value)).expanduser().is_file():
+            raise ConfigError(key, f"file '{value}' does not exist; make it first with: {command}")
+
+
 def validate_config(cfg: DictConfig) -> None:
     """Check a composed config; raise :class:`ConfigError` naming the first bad key."""
+    check_experiment_scale(cfg)
     cfg = resolve_config(cfg)
     top = {
         k: cfg[k]

@@ -1,0 +1,366 @@
+"""WebVid text-video pairs (Bain et al., "Frozen in Time"): the training data of Latent-Shift (seed 001).
+
+WebVid is distributed as CSV files of Shutterstock preview URLs; the videos are downloaded by the user. The
+CSV columns are ``videoid, contentUrl, duration, page_dir, name`` (``name`` is the caption). The layout this
+module reads is the one WebVid's own download script (github.com/m-bain/webvid, ``download.py``) writes::
+
+    <root>/results_10M_train.csv               (or results_2M_train.csv, ...: data.csv)
+    <root>/results_10M_val.csv                 (data.val_csv; optional)
+    <root>/videos/<page_dir>/<videoid>.mp4     (data.videos_dir = videos)
+
+Rows without a ``page_dir`` are skipped, as that script skips them. Only ``videoid``, ``page_dir`` and
+``name`` are read.
+
+Decoding, clip sampling (``num_frames`` every ``frame_stride``-th frame from a random start in training,
+centred in validation), resizing + centre cropping and the handling of unreadable files are those of
+:class:`~vidgen.data.video_folder.VideoFolderDataset`, which :class:`WebVidDataset` extends with the captions:
+items are ``{"video": (3, F, R, R) float32 in [-1, 1], "caption": str, "index": int}`` (no ``label``: WebVid
+has no classes).
+
+Missing and corrupt videos are counted and reported, never dropped silently:
+
+* missing files (a CSV row whose ``.mp4`` is not on disk, e.g. a URL that no longer downloads) are found
+  at construction with ``check_files=True`` (one ``stat`` per row), left out, counted in
+  :attr:`WebVidIndex.missing` and reported in one warning with the first names;
+  :meth:`WebVidDataModule.report` gives all counts;
+* corrupt files are found when read (or at construction with ``probe=True``, which opens every file): the
+  dataset counts them (``num_failed_reads``, ``failed_paths``, ``probe_failures``), warns and reads the next
+  video instead (see :class:`~vidgen.data.video_folder.VideoFolderDataset`).
+
+Memory: one entry (a path and a caption) per video, a few hundred bytes each; cap the rows with
+``max_videos`` (or use the 2.5M CSV) when that matters.
+"""
+
+from __future__ import annotations
+
+import csv
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from vidgen.config.errors import ConfigError
+from vidgen.data.datamodule import _ClipDataModule, _positive
+from vidgen.data.video_folder import VideoEntry, VideoFolderDataset
+
+__all__ = [
+    "WEBVID_COLUMNS",
+    "WebVidDataModule",
+    "WebVidDataset",
+    "WebVidEntry",
+    "WebVidIndex",
+    "read_webvid_csv",
+]
+
+#: the CSV columns read (the caption is ``name``)
+WEBVID_COLUMNS = ("videoid", "page_dir", "name")
+#: names shown per warning
+_SHOWN = 5
+
+
+@dataclass(frozen=True)
+class WebVidEntry(VideoEntry):
+    """A WebVid video: its file (``path``; ``group`` is the ``page_dir``), ``caption`` and ``videoid``."""
+
+    caption: str = ""
+    videoid: str = ""
+
+
+@dataclass
+class WebVidIndex:
+    """The videos of one CSV file that are on disk, and what was left out.
+
+    Attributes:
+        csv: the CSV file read.
+        entries: the videos found, in CSV order.
+        rows: data rows in the CSV.
+        no_page_dir: rows without a ``page_dir`` (skipped, as WebVid's download script does).
+        missing: expected file paths of the rows whose video is not on disk (``check_files``).
+        capped: rows not read because of ``max_videos``.
+    """
+
+    csv: Path
+    entries: list[WebVidEntry] = field(default_factory=list)
+    rows: int = 0
+    no_page_dir: int = 0
+    missing: list[str] = field(default_factory=list)
+    capped: int = 0
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "csv": str(self.csv),
+            "rows": self.rows,
+            "videos": len(self.entries),
+            "missing": len(self.missing),
+            "no_page_dir": self.no_page_dir,
+            "capped": self.capped,
+            "missing_examples": self.missing[:_SHOWN],
+        }
+
+
+def _resolve(root: Path, value: str | Path) -> Path:
+    path = Path(value).expanduser()
+    return path if path.is_absolute() else root / path
+
+
+def read_webvid_csv(
+    csv_path: str | Path,
+    videos_root: str | Path,
+    check_files: bool = True,
+    max_videos: int | None = None,
+    key: str = "data.csv",
+) -> WebVidIndex:
+    """Read a WebVid CSV: one :class:`WebVidEntry` per row whose video ``<videos_root>/<page_dir>/<videoid>.mp4``
+    exists (every row when ``check_files`` is false). ``max_videos`` stops after that many videos.
+
+    Raises:
+        ConfigError: (naming ``key``) the CSV is missing, lacks a needed column or yields no video.
+    """
+    csv_path = Path(csv_path).expanduser()
+    videos_root = Path(videos_root).expanduser()
+    if not csv_path.is_file():
+        raise ConfigError(
+            key,
+            f"WebVid CSV '{csv_path}' does not exist (columns videoid, contentUrl, duration, page_dir, name; "
+            "e.g. results_10M_train.csv from the WebVid release)",
+        )
+    index = WebVidIndex(csv=csv_path)
+    with csv_path.open(newline="", encoding="utf-8") as handle:
+        reader = csv.DictReader(handle)
+        lacking = [c for c in WEBVID_COLUMNS if c not in (reader.fieldnames or [])]
+        if lacking:
+            raise ConfigError(
+                key, f"'{csv_path}' lacks the WebVid columns {lacking} (found {reader.fieldnames})"
+            )
+        for row in reader:
+            index.rows += 1
+            if max_videos is not None and len(index.entries) >= max_videos:
+                index.capped += 1
+                continue
+            page_dir = (row["page_dir"] or "").strip()
+            videoid = (row["videoid"] or "").strip()
+            if not page_dir or page_dir.lower() == "nan" or not videoid:
+                index.no_page_dir += 1
+                continue
+            path = videos_root / page_dir / f"{videoid}.mp4"
+            if check_files and not path.is_file():
+                index.missing.append(str(path))
+                continue
+            caption = " ".join((row["name"] or "").split())  # one line, single spaces
+            index.entries.append(
+                WebVidEntry(
+                    path=path, is_frame_folder=False, group=page_dir, caption=caption, videoid=videoid
+                )
+            )
+    if index.missing or index.no_page_dir:
+        parts = []
+        if index.missing:
+            shown = ", ".join(index.missing[:_SHOWN]) + (" ..." if len(index.missing) > _SHOWN else "")
+            parts.append(
+                f"{len(index.missing)} of the {index.rows} videos are not under '{videos_root}' and are left "
+                f"out (e.g. {shown})"
+            )
+        if index.no_page_dir:
+            parts.append(f"{index.no_page_dir} rows have no page_dir and are left out")
+        warnings.warn(f"WebVid '{csv_path}': " + "; ".join(parts), stacklevel=2)
+    if not index.entries:
+        raise ConfigError(
+            key,
+            f"none of the {index.rows} rows of '{csv_path}' has its video on disk; expected "
+            f"'{videos_root}/<page_dir>/<videoid>.mp4' (the layout of WebVid's download script)",
+        )
+    return index
+
+
+class WebVidDataset(VideoFolderDataset):
+    """Captioned clips of WebVid videos: :class:`~vidgen.data.video_folder.VideoFolderDataset` (decoding, clip
+    sampling, cropping, unreadable-file handling) over :class:`WebVidEntry` items, plus each item's
+    ``caption``. Items: ``{"video": (3, F, R, R), "caption": str, "index": int}``, where ``index`` is the
+    video actually read (the next one when a file is unreadable) and the caption is that video's.
+
+    Args:
+        entries: the videos (:func:`read_webvid_csv`).
+        root: the videos folder (messages only).
+        **kwargs: :class:`~vidgen.data.video_folder.VideoFolderDataset`'s clip options (``num_frames``,
+            ``frame_stride``, ``resolution``, ``hflip``, ``random_offset``, ``seed``, ``probe``).
+    """
+
+    def __init__(self, entries: Sequence[WebVidEntry], root: str | Path, **kwargs: Any) -> None:
+        if not entries:
+            raise ConfigError("data.root", f"no WebVid videos selected under '{root}'")
+        super().__init__(root=root, entries=list(entries), class_from_folder=False, **kwargs)
+
+    @property
+    def has_captions(self) -> bool:
+        return True
+
+    def caption(self, index: int) -> str:
+        """The caption of video ``index`` (no decoding)."""
+        return self.entries[int(index)].caption
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        item: dict[str, Any] = super().__getitem__(index)
+        item["caption"] = self.entries[int(item["index"])].caption
+        return item
+
+
+class WebVidDataModule(_ClipDataModule):
+    """WebVid text-video pairs (see the module docstring for the layout), for text-conditional training.
+
+    The validation split is ``val_csv`` when given (WebVid's own ``results_*_val.csv``), else a seeded
+    ``val_fraction`` of the training CSV's videos. Validation clips are centred and not flipped; evaluation
+    draws its real clips and its captions from the validation split.
+
+    Args:
+        root: the WebVid folder (the download script's ``data_dir``).
+        csv: training CSV, relative to ``root`` or absolute.
+        val_csv: validation CSV (relative to ``root`` or absolute); None: split ``csv``.
+        videos_dir: the videos folder, relative to ``root`` or absolute (``videos``).
+        num_frames, frame_stride, resolution: clip sampling (see
+            :class:`~vidgen.data.video_folder.VideoFolderDataset`).
+        channels: must be 3 (RGB).
+        batch_size, num_workers, val_batch_size, drop_last, pin_memory: loader options.
+        hflip: random horizontal flips in training (off by default: captions say "left" / "right").
+        val_fraction: share of ``csv`` held out when there is no ``val_csv``; in ``(0, 1)``.
+        val_max_clips: cap on the validation videos (a seeded subset).
+        max_videos: read at most this many videos of ``csv`` (its first ones); None: all.
+        check_files: look for every row's file at construction and leave the missing ones out (counted).
+        probe: also open every found video at construction (slow; leaves out corrupt ones, counted).
+        seed: split, training order and augmentation seed.
+        joint_image_frames: ``K`` single frames of other training videos appended to every clip (0 = off).
+    """
+
+    def __init__(
+        self,
+        root: str | Path | None = None,
+        csv: str | Path = "results_10M_train.csv",
+        val_csv: str | Path | None = "results_10M_val.csv",
+        videos_dir: str | Path = "videos",
+        name: str = "webvid",
+        num_frames: int = 16,
+        frame_stride: int = 4,
+        resolution: int = 256,
+        channels: int = 3,
+        batch_size: int = 4,
+        num_workers: int = 8,
+        hflip: bool = False,
+        val_fraction: float = 0.01,
+        val_max_clips: int | None = None,
+        max_videos: int | None = None,
+        check_files: bool = True,
+        probe: bool = False,
+        seed: int = 0,
+        val_batch_size: int | None = None,
+        drop_last: bool = True,
+        pin_memory: bool = False,
+        joint_image_frames: int = 0,
+    ) -> None:
+        super().__init__(
+            batch_size, num_workers, seed, val_batch_size, drop_last, pin_memory, joint_image_frames
+        )
+        if channels != 3:
+            raise ConfigError(
+                "data.channels", f"WebVid videos are decoded as RGB (3 channels), got {channels}"
+            )
+        if root is None or str(root).strip() == "":
+            raise ConfigError("data.root", "is not set; expected the WebVid folder (CSV files + videos/)")
+        self.name = name
+        self.root = Path(str(root)).expanduser()
+        if not self.root.is_dir():
+            raise ConfigError(
+                "data.root",
+                f"'{self.root}' is not a folder; expected the WebVid folder holding the CSV files and "
+                f"{videos_dir}/<page_dir>/<videoid>.mp4",
+            )
+        self.videos_root = _resolve(self.root, videos_dir)
+        if not self.videos_root.is_dir():
+            raise ConfigError(
+                "data.videos_dir", f"'{self.videos_root}' is not a folder (expected <page_dir>/<videoid>.mp4)"
+            )
+        if max_videos is not None:
+            max_videos = _positive("data.max_videos", max_videos)
+        self.train_index = read_webvid_csv(
+            _resolve(self.root, csv), self.videos_root, bool(check_files), max_videos, key="data.csv"
+        )
+        if val_csv is not None and str(val_csv).strip() != "":
+            self.val_index: WebVidIndex | None = read_webvid_csv(
+                _resolve(self.root, val_csv), self.videos_root, bool(check_files), None, key="data.val_csv"
+            )
+            train_entries, val_entries = self.train_index.entries, self.val_index.entries
+        else:
+            self.val_index = None
+            train_entries, val_entries = self._split(self.train_index.entries, val_fraction)
+        if val_max_clips is not None and _positive("data.val_max_clips", val_max_clips) < len(val_entries):
+            keep = np.random.default_rng([self.seed, 3]).permutation(len(val_entries))[:val_max_clips]
+            val_entries = [val_entries[i] for i in sorted(keep.tolist())]
+        if self.drop_last and len(train_entries) < self.batch_size:
+            raise ConfigError(
+                "data.batch_size",
+                f"{len(train_entries)} training videos make no full batch of {self.batch_size}",
+            )
+        self._common = {
+            "root": self.videos_root,
+            "num_frames": _positive("data.num_frames", num_frames),
+            "frame_stride": _positive("data.frame_stride", frame_stride),
+            "resolution": _positive("data.resolution", resolution),
+            "seed": self.seed,
+            "probe": bool(probe),
+        }
+        self.train_set = WebVidDataset(train_entries, hflip=bool(hflip), random_offset=True, **self._common)
+        self.val_set = WebVidDataset(val_entries, hflip=False, random_offset=False, **self._common)
+        self.training_dataset()  # checks joint_image_frames against the training split
+
+    def _split(
+        self, entries: list[WebVidEntry], val_fraction: float
+    ) -> tuple[list[WebVidEntry], list[WebVidEntry]]:
+        fraction = float(val_fraction)
+        if not 0.0 < fraction < 1.0:
+            raise ConfigError(
+                "data.val_fraction", f"must be in (0, 1) when data.val_csv is unset, got {val_fraction}"
+            )
+        num_val = max(1, round(fraction * len(entries)))
+        if num_val >= len(entries):
+            raise ConfigError(
+                "data.val_fraction",
+                f"{len(entries)} videos cannot be split into train and val with val_fraction={val_fraction}",
+            )
+        order = np.random.default_rng([self.seed, 1]).permutation(len(entries))
+        val_ids = set(order[:num_val].tolist())
+        train = [e for i, e in enumerate(entries) if i not in val_ids]
+        val = [e for i, e in enumerate(entries) if i in val_ids]
+        return train, val
+
+    # ------------------------------------------------------------------------------------ description
+    @property
+    def has_captions(self) -> bool:
+        return True
+
+    def _val_caption(self, index: int) -> str:
+        return self.val_set.caption(index)
+
+    def evaluation_dataset(self, num_clips: int) -> WebVidDataset:
+        """``num_clips`` real clips for evaluation metrics from the validation split: a seeded permutation of
+        its videos, repeated when more clips than videos are asked for (repeats get other seeded offsets);
+        no flips."""
+        videos = self.val_set.entries
+        order = np.random.default_rng([self.seed, 11]).permutation(len(videos))
+        entries = [videos[i] for i in np.resize(order, _positive("num_clips", num_clips))]
+        return WebVidDataset(entries, hflip=False, random_offset=True, **self._common)
+
+    def report(self) -> dict[str, Any]:
+        """Counts of what was read and left out: per CSV (rows, videos, missing files, rows without
+        ``page_dir``) and per split (videos, corrupt files found by ``probe`` and by reads so far in this
+        process)."""
+        splits = {}
+        for split, dataset in (("train", self.train_set), ("val", self.val_set)):
+            splits[split] = {
+                "videos": len(dataset),
+                "probe_failures": len(dataset.probe_failures),
+                "failed_reads": dataset.num_failed_reads,
+                "failed_examples": (dataset.probe_failures + dataset.failed_paths)[:_SHOWN],
+            }
+        indexes = [self.train_index] + ([self.val_index] if self.val_index is not None else [])
+        return {"csv": [index.summary() for index in indexes], "splits": splits}
