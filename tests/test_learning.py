@@ -36,7 +36,7 @@ def test_tiny_latte_overfits_one_synthetic_batch(tmp_path) -> None:
             return module._diffusion_losses(module.denoiser, batch, probe, train=False)["mse"].mean().item()
 
     before = probe_loss()
-    for step in range(200):
+    for step in range(80):  # measured: eps-MSE 1.02 -> 0.22 at step 40, 0.09 at 80, 0.07 at 200
         losses = module._diffusion_losses(
             module.denoiser, batch, torch.Generator().manual_seed(step), train=True
         )
