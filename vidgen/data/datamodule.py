@@ -27,7 +27,7 @@ from vidgen.config.errors import ConfigError
 from vidgen.data.joint import JointImageFrames
 from vidgen.data.loader import ResumableDataLoader
 from vidgen.data.synthetic import SyntheticVideoDataset
-from vidgen.data.video_folder import VIDEO_EXTENSIONS, VideoEntry, VideoFolderDataset, list_videos
+from vidgen.data.video_folder import VIDEO_EXTENSIONS, VideoFolderDataset, list_videos
 
 __all__ = ["SyntheticDataModule", "VideoFolderDataModule"]
 
@@ -135,6 +135,26 @@ class _ClipDataModule(pl.LightningDataModule):
         if not self.has_captions:
             raise ValueError(f"{type(self).__name__} has no captions")
         return [self._val_caption(i) for i in self._val_order(n)]
+
+    def _split(self, entries: list[Any], val_fraction: float, unset_key: str) -> tuple[list[Any], list[Any]]:
+        """Hold out ``val_fraction`` of ``entries`` (a seeded permutation) as the validation split, for data
+        without a validation set of its own (``unset_key`` names the config key that would give one)."""
+        fraction = float(val_fraction)
+        if not 0.0 < fraction < 1.0:
+            raise ConfigError(
+                "data.val_fraction", f"must be in (0, 1) when {unset_key} is unset, got {val_fraction}"
+            )
+        num_val = max(1, round(fraction * len(entries)))
+        if num_val >= len(entries):
+            raise ConfigError(
+                "data.val_fraction",
+                f"{len(entries)} videos cannot be split into train and val with val_fraction={val_fraction}",
+            )
+        order = np.random.default_rng([self.seed, 1]).permutation(len(entries))
+        val_ids = set(order[:num_val].tolist())
+        train = [e for i, e in enumerate(entries) if i not in val_ids]
+        val = [e for i, e in enumerate(entries) if i in val_ids]
+        return train, val
 
 
 class SyntheticDataModule(_ClipDataModule):
@@ -303,7 +323,7 @@ class VideoFolderDataModule(_ClipDataModule):
             val_entries = list_videos(val_root, extensions, key="data.val_root")
             train_entries = entries
         else:
-            train_entries, val_entries = self._split(entries, val_fraction)
+            train_entries, val_entries = self._split(entries, val_fraction, "data.val_root")
         if val_max_clips is not None and _positive("data.val_max_clips", val_max_clips) < len(val_entries):
             keep = np.random.default_rng([self.seed, 3]).permutation(len(val_entries))[:val_max_clips]
             val_entries = [val_entries[i] for i in sorted(keep.tolist())]
@@ -344,26 +364,6 @@ class VideoFolderDataModule(_ClipDataModule):
         )
         self.val_set = VideoFolderDataset(entries=val_entries, hflip=False, random_offset=False, **common)
         self.training_dataset()  # checks joint_image_frames against the training split
-
-    def _split(
-        self, entries: list[VideoEntry], val_fraction: float
-    ) -> tuple[list[VideoEntry], list[VideoEntry]]:
-        fraction = float(val_fraction)
-        if not 0.0 < fraction < 1.0:
-            raise ConfigError(
-                "data.val_fraction", f"must be in (0, 1) when data.val_root is unset, got {val_fraction}"
-            )
-        num_val = max(1, round(fraction * len(entries)))
-        if num_val >= len(entries):
-            raise ConfigError(
-                "data.val_fraction",
-                f"{len(entries)} videos cannot be split into train and val with val_fraction={val_fraction}",
-            )
-        order = np.random.default_rng([self.seed, 1]).permutation(len(entries))
-        val_ids = set(order[:num_val].tolist())
-        train = [e for i, e in enumerate(entries) if i not in val_ids]
-        val = [e for i, e in enumerate(entries) if i in val_ids]
-        return train, val
 
     @property
     def num_classes(self) -> int:

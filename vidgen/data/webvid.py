@@ -292,7 +292,7 @@ class WebVidDataModule(_ClipDataModule):
             train_entries, val_entries = self.train_index.entries, self.val_index.entries
         else:
             self.val_index = None
-            train_entries, val_entries = self._split(self.train_index.entries, val_fraction)
+            train_entries, val_entries = self._split(self.train_index.entries, val_fraction, "data.val_csv")
         if val_max_clips is not None and _positive("data.val_max_clips", val_max_clips) < len(val_entries):
             keep = np.random.default_rng([self.seed, 3]).permutation(len(val_entries))[:val_max_clips]
             val_entries = [val_entries[i] for i in sorted(keep.tolist())]
@@ -312,26 +312,6 @@ class WebVidDataModule(_ClipDataModule):
         self.train_set = WebVidDataset(train_entries, hflip=bool(hflip), random_offset=True, **self._common)
         self.val_set = WebVidDataset(val_entries, hflip=False, random_offset=False, **self._common)
         self.training_dataset()  # checks joint_image_frames against the training split
-
-    def _split(
-        self, entries: list[WebVidEntry], val_fraction: float
-    ) -> tuple[list[WebVidEntry], list[WebVidEntry]]:
-        fraction = float(val_fraction)
-        if not 0.0 < fraction < 1.0:
-            raise ConfigError(
-                "data.val_fraction", f"must be in (0, 1) when data.val_csv is unset, got {val_fraction}"
-            )
-        num_val = max(1, round(fraction * len(entries)))
-        if num_val >= len(entries):
-            raise ConfigError(
-                "data.val_fraction",
-                f"{len(entries)} videos cannot be split into train and val with val_fraction={val_fraction}",
-            )
-        order = np.random.default_rng([self.seed, 1]).permutation(len(entries))
-        val_ids = set(order[:num_val].tolist())
-        train = [e for i, e in enumerate(entries) if i not in val_ids]
-        val = [e for i, e in enumerate(entries) if i in val_ids]
-        return train, val
 
     # ------------------------------------------------------------------------------------ description
     @property
