@@ -36,6 +36,7 @@ from tests.aligned_training import (
 )
 from tests.conftest import REPO_ROOT, TINY, compose_config
 from vidgen.lit.build import read_checkpoint
+from vidgen.lit.parallel import SpawnDDPStrategy
 from vidgen.train import train
 
 pytestmark = pytest.mark.multiprocess  # each spawned run starts two fresh Python processes (~10 s on 2 cores)
@@ -134,7 +135,7 @@ def _fit_aligned(overrides: list[str], devices: int, out_dir: Path) -> list[dict
         [RankRecorder(str(out_dir / "ranks"))],
         run_dir=out_dir / "run",
         devices=devices,
-        strategy="ddp_spawn" if devices > 1 else "auto",
+        strategy=SpawnDDPStrategy() if devices > 1 else "auto",
     )
     return _records(out_dir / "ranks", devices)
 
@@ -206,7 +207,7 @@ def test_multirun_with_ddp_spawn_is_not_rerun_by_the_workers(tmp_path: Path) -> 
     for path in checkpoints:
         checkpoint = read_checkpoint(path)
         assert checkpoint["global_step"] == 2
-        assert checkpoint["vidgen_config"]["trainer"]["strategy"] == "ddp_spawn"
+        assert checkpoint["vidgen_config"]["trainer"]["strategy"]["_target_"].endswith("SpawnDDPStrategy")
 
 
 def test_multirun_with_script_relaunching_ddp_runs_each_job_once(tmp_path: Path) -> None:

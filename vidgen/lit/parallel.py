@@ -1,4 +1,8 @@
-"""Sharded data parallelism (FSDP2) through Lightning, and the helpers the module uses to apply it.
+"""Sharded data parallelism (FSDP2) through Lightning, the spawn flavour of DDP, and the helpers the module
+uses to apply them.
+
+:class:`SpawnDDPStrategy` is Lightning's ``ddp_spawn`` whose workers destroy their process group before they
+exit (``trainer=ddp_spawn``); see :class:`_CleanExitSpawnLauncher`.
 
 :class:`FSDP2Strategy` is Lightning's :class:`~lightning.pytorch.strategies.ModelParallelStrategy` with a
 pure data-parallel device mesh (every rank is one shard of one data-parallel group, no tensor parallelism)
@@ -24,7 +28,7 @@ from typing import Any, Literal
 
 import lightning as L
 import torch
-from lightning.pytorch.strategies import ModelParallelStrategy
+from lightning.pytorch.strategies import DDPStrategy, ModelParallelStrategy
 from lightning.pytorch.strategies.launchers.multiprocessing import _MultiProcessingLauncher, _WorkerOutput
 from lightning.pytorch.trainer.states import TrainerFn
 from torch import nn
@@ -87,7 +91,37 @@ def full_state_dict(module: nn.Module) -> dict[str, torch.Tensor]:
     return get_model_state_dict(module, options=options)
 
 
-class _GatheringSpawnLauncher(_MultiProcessingLauncher):
+class _CleanExitSpawnLauncher(_MultiProcessingLauncher):
+    """Lightning's spawn launcher, but each worker destroys its process group before it exits.
+
+    Left to the interpreter's shutdown, gloo's worker threads release tensors they still reference after
+    Python is gone, and a worker now and then dies with SIGABRT ("terminate called without an active
+    exception") after a successful fit, which fails the whole fit in the launching process. A barrier after
+    the last collective did not prevent it; destroying the group while the interpreter is whole does.
+    """
+
+    def _wrapping_function(self, process_idx: int, *args: Any, **kwargs: Any) -> None:
+        super()._wrapping_function(process_idx, *args, **kwargs)
+        if torch.distributed.is_available() and torch.distributed.is_initialized():
+            torch.distributed.destroy_process_group()
+
+
+class SpawnDDPStrategy(DDPStrategy):
+    """Lightning's ``ddp_spawn`` (DDP, workers spawned from inside ``trainer.fit``) with the clean worker
+    exit of :class:`_CleanExitSpawnLauncher`. Keyword arguments are those of
+    :class:`~lightning.pytorch.strategies.DDPStrategy` (``process_group_backend``, ``find_unused_parameters``,
+    ...), less ``start_method``."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        if "start_method" in kwargs:
+            raise ValueError("SpawnDDPStrategy always spawns its workers: drop start_method")
+        super().__init__(start_method="spawn", **kwargs)
+
+    def _configure_launcher(self) -> None:
+        self._launcher = _CleanExitSpawnLauncher(self, start_method="spawn")
+
+
+class _GatheringSpawnLauncher(_CleanExitSpawnLauncher):
     """Lightning's spawn launcher, but rank 0 sends back the gathered full weights (not its shards)."""
 
     def _collect_rank_zero_results(self, trainer: L.Trainer, results: Any) -> _WorkerOutput | None:
@@ -95,9 +129,6 @@ class _GatheringSpawnLauncher(_MultiProcessingLauncher):
         best_model_path = getattr(callback, "best_model_path", None) if callback else None
         # a collective: every rank takes part in the all-gather, rank 0 keeps the result
         state_dict = full_state_dict(trainer.lightning_module)
-        # let every rank's gloo threads finish that last collective before any worker starts exiting
-        # (without it a worker occasionally aborted at interpreter shutdown: "terminate called without
-        # an active exception")
         torch.distributed.barrier()
         if self._strategy.local_rank != 0:
             return None

@@ -1,0 +1,62 @@
+"""The spawn launchers' clean worker exit (vidgen.lit.parallel), checked in this process: the worker body
+runs the fit function, hands its result back, and destroys the process group before the worker exits."""
+
+from __future__ import annotations
+
+import queue
+from pathlib import Path
+
+import pytest
+import torch
+import torch.distributed as dist
+from lightning.pytorch.accelerators import CPUAccelerator
+
+from vidgen.lit.parallel import FSDP2Strategy, SpawnDDPStrategy
+
+
+def _one_rank_group(tmp_path: Path) -> None:
+    store = dist.FileStore(str(tmp_path / "store"), 1)
+    dist.init_process_group("gloo", store=store, rank=0, world_size=1)
+
+
+@pytest.mark.parametrize("strategy_kind", ["ddp", "fsdp"])
+def test_worker_destroys_its_process_group_after_the_fit(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, strategy_kind: str
+) -> None:
+    monkeypatch.setenv("OMP_NUM_THREADS", str(torch.get_num_threads()))  # the launcher leaves threads alone
+    monkeypatch.setenv("LOCAL_RANK", "0")
+    if strategy_kind == "ddp":
+        strategy = SpawnDDPStrategy(accelerator=CPUAccelerator(), parallel_devices=[torch.device("cpu")] * 2)
+    else:
+        strategy = FSDP2Strategy(launcher="spawn")
+        strategy.accelerator = CPUAccelerator()
+        strategy.parallel_devices = [torch.device("cpu")] * 2
+    strategy._configure_launcher()
+    launcher = strategy.launcher
+    assert launcher is not None and launcher.is_interactive_compatible is False
+
+    seen: list[bool] = []
+
+    def fit() -> str:
+        seen.append(dist.is_initialized())
+        dist.barrier()  # a collective in the worker, like the fit's
+        return "results"
+
+    _one_rank_group(tmp_path)
+    try:
+        returned: queue.Queue = queue.Queue()
+        launcher._wrapping_function(0, None, fit, (), {}, returned)
+        assert seen == [True]
+        assert returned.get_nowait() == "results"  # rank 0 handed the fit's result back first
+        assert not dist.is_initialized()
+    finally:
+        if dist.is_initialized():
+            dist.destroy_process_group()
+
+
+def test_spawn_ddp_always_spawns() -> None:
+    strategy = SpawnDDPStrategy(accelerator=CPUAccelerator(), parallel_devices=[torch.device("cpu")] * 2)
+    strategy._configure_launcher()
+    assert strategy.launcher._start_method == "spawn"
+    with pytest.raises(ValueError, match="start_method"):
+        SpawnDDPStrategy(start_method="fork")
