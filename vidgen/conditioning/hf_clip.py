@@ -41,7 +41,6 @@ reads the folder's pad token so that the conditioner can pad as Stable Diffusion
 
 from __future__ import annotations
 
-import json
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -50,6 +49,7 @@ from typing import Any, NamedTuple
 import torch
 
 from vidgen.config.errors import ConfigError
+from vidgen.config.files import read_json_object
 
 __all__ = [
     "HFClipText",
@@ -133,17 +133,6 @@ def find_text_encoder_folder(path: Path, key: str = PATH_KEY) -> tuple[Path, Pat
     )
 
 
-def _load_json(file: Path, key: str) -> dict[str, Any]:
-    try:
-        with open(file, encoding="utf-8") as handle:
-            data = json.load(handle)
-    except (OSError, json.JSONDecodeError) as error:
-        raise ConfigError(key, f"cannot read '{file}': {error}") from None
-    if not isinstance(data, dict):
-        raise ConfigError(key, f"'{file}' is not a JSON object")
-    return data
-
-
 def _tensor(state: dict[str, Any], name: str, file: Path, key: str) -> torch.Tensor:
     value = state.get(name)
     if not isinstance(value, torch.Tensor):
@@ -156,7 +145,7 @@ def read_hf_text_config(
 ) -> HFTextConfig:
     """Read a ``CLIPTextModel`` ``config.json`` (or a ``CLIPModel``'s ``text_config``) together with the sizes
     of its weights; a size the config states must agree with the weights."""
-    raw = _load_json(file, key)
+    raw = read_json_object(file, key)
     config = raw.get("text_config", raw) if raw.get("model_type") == "clip" else raw
     if not isinstance(config, dict):
         raise ConfigError(key, f"'{file}': text_config is not a JSON object")
@@ -297,7 +286,7 @@ def read_pad_token_id(tokenizer_folder: Path | None, vocabulary: dict[str, int] 
         file = tokenizer_folder / name
         if not file.is_file():
             continue
-        pad = _load_json(file, PATH_KEY).get("pad_token")
+        pad = read_json_object(file, PATH_KEY).get("pad_token")
         if isinstance(pad, dict):
             pad = pad.get("content")
         if isinstance(pad, str):
@@ -323,7 +312,7 @@ def check_vocabulary(
     if tokenizer_folder is None or vocabulary is None:
         return
     added = tokenizer_folder / "added_tokens.json"
-    if added.is_file() and _load_json(added, key):
+    if added.is_file() and read_json_object(added, key):
         raise ConfigError(
             key,
             f"'{added}' adds tokens (e.g. textual-inversion embeddings) that open_clip's tokenizer cannot produce",
@@ -331,7 +320,7 @@ def check_vocabulary(
     file = tokenizer_folder / "vocab.json"
     if not file.is_file():
         return
-    theirs = _load_json(file, key)
+    theirs = read_json_object(file, key)
     if theirs != vocabulary:
         differ = sorted(set(theirs.items()) ^ set(vocabulary.items()), key=lambda item: item[1])
         raise ConfigError(

@@ -26,7 +26,6 @@ on a random initialisation that is overwritten anyway.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -34,6 +33,7 @@ from typing import Any
 import torch
 
 from vidgen.config.errors import ConfigError
+from vidgen.config.files import read_json_object
 
 __all__ = [
     "DIFFUSERS_WEIGHT_NAMES",
@@ -135,8 +135,7 @@ def read_state_dict(file: str | Path, key: str = UNET_KEY) -> dict[str, Any]:
     if not file.is_file():
         raise ConfigError(key, f"checkpoint file '{file}' does not exist")
     if file.name.endswith(".index.json"):
-        with open(file, encoding="utf-8") as handle:
-            weight_map = json.load(handle).get("weight_map")
+        weight_map = read_json_object(file, key, "a sharded-weights index").get("weight_map")
         if not isinstance(weight_map, dict) or not weight_map:
             raise ConfigError(key, f"'{file}' is not a sharded-weights index (no 'weight_map')")
         state: dict[str, Any] = {}
@@ -199,13 +198,7 @@ def _looks_like_sd_folder(path: Path) -> bool:
 
 def _read_unet_config(file: Path, key: str) -> dict[str, Any]:
     """A diffusers ``UNet2DConditionModel`` config from ``file``, checked to be one."""
-    try:
-        with open(file, encoding="utf-8") as handle:
-            config = json.load(handle)
-    except (OSError, json.JSONDecodeError) as error:
-        raise ConfigError(key, f"cannot read the U-Net config '{file}': {error}") from None
-    if not isinstance(config, dict):
-        raise ConfigError(key, f"'{file}' is not a diffusers model config (a JSON object)")
+    config = read_json_object(file, key, "a diffusers model config")
     cls = config.get("_class_name", "UNet2DConditionModel")
     if cls != "UNet2DConditionModel":
         raise ConfigError(
