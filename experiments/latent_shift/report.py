@@ -25,7 +25,6 @@ columns plus the speed ones.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from pathlib import Path
@@ -206,18 +205,11 @@ def write_report(
 ) -> dict[str, Path]:
     """Collect the sweep and write report.md, report.png (when there is a metric) and report.json."""
     multirun = Path(multirun)
-    out = Path(output_dir) if output_dir is not None else multirun
-    out.mkdir(parents=True, exist_ok=True)
     records = collect(multirun, time_sampling_clips, device)
     metric = sweep_report.choose_metric(records, metric)
-    written = {"markdown": out / "report.md", "json": out / "report.json"}
-    written["markdown"].write_text(markdown(records, metric, multirun))
-    written["json"].write_text(json.dumps({"metric": metric, "arms": records}, indent=2, default=str))
-    if metric is not None:
-        written["png"] = out / "report.png"
-        title = sweep_report._task_name(multirun) or multirun.parent.parent.name
-        sweep_report.plot(records, metric, written["png"], f"{title} ({multirun.name})")
-    return written
+    return sweep_report.save_report(
+        records, metric, multirun, output_dir, markdown(records, metric, multirun)
+    )
 
 
 def main(argv: list[str] | None = None) -> int:

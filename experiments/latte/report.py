@@ -281,21 +281,25 @@ def write_report(
 ) -> dict[str, Path]:
     """Collect the sweep and write report.md, report.png (when there is a metric) and report.json."""
     multirun = Path(multirun)
-    out = Path(output_dir) if output_dir is not None else multirun
-    out.mkdir(parents=True, exist_ok=True)
     records = collect(multirun)
     metric = choose_metric(records, metric)
+    return save_report(records, metric, multirun, output_dir, markdown(records, metric, multirun))
+
+
+def save_report(
+    records: list[dict[str, Any]], metric: str | None, multirun: Path, output_dir: Path | None, table: str
+) -> dict[str, Path]:
+    """Write ``table`` to report.md, ``records`` to report.json and, when there is a ``metric``, its curves
+    to report.png, in ``output_dir`` (default: the ``multirun`` folder). Returns the written paths by kind."""
+    out = Path(output_dir) if output_dir is not None else multirun
+    out.mkdir(parents=True, exist_ok=True)
     written = {"markdown": out / "report.md", "json": out / "report.json"}
-    written["markdown"].write_text(markdown(records, metric, multirun))
+    written["markdown"].write_text(table)
     written["json"].write_text(json.dumps({"metric": metric, "arms": records}, indent=2, default=str))
     if metric is not None:
         written["png"] = out / "report.png"
-        plot(
-            records,
-            metric,
-            written["png"],
-            f"{_task_name(multirun) or multirun.parent.parent.name} ({multirun.name})",
-        )
+        title = _task_name(multirun) or multirun.parent.parent.name
+        plot(records, metric, written["png"], f"{title} ({multirun.name})")
     return written
 
 
