@@ -13,7 +13,10 @@ from vidgen.config.files import read_json_object
 def test_reads_an_object(tmp_path: Path) -> None:
     file = tmp_path / "config.json"
     file.write_text('{"in_channels": 4, "block_out_channels": [32, 64]}')
-    assert read_json_object(file, "model.pretrained_path") == {"in_channels": 4, "block_out_channels": [32, 64]}
+    assert read_json_object(file, "model.pretrained_path") == {
+        "in_channels": 4,
+        "block_out_channels": [32, 64],
+    }
 
 
 @pytest.mark.parametrize(

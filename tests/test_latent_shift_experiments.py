@@ -14,11 +14,7 @@ it; the other two sweeps run under ``make test-slow``.
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import os
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -31,7 +27,8 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import InterpolationToMissingValueError
 from torch.utils.data import default_collate
 
-from tests.conftest import CONFIG_DIR, REPO_ROOT
+from tests.conftest import CONFIG_DIR
+from tests.experiment_scripts import QUICK_SWEEP, load_script, run_sweep
 from vidgen.config.errors import ConfigError
 from vidgen.config.instantiate import instantiate_node
 from vidgen.config.schema import validate_config
@@ -121,17 +118,8 @@ def _budget(cfg: DictConfig) -> dict[str, Any]:
 def tiny_clip_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """An output root holding the tiny text encoder, made by the real script."""
     root = tmp_path_factory.mktemp("latent_shift_outputs")
-    assert _load_script("make_tiny_text_encoder").main([f"paths.output_root={root}"]) == 0
+    assert load_script("latent_shift", "make_tiny_text_encoder").main([f"paths.output_root={root}"]) == 0
     return root
-
-
-def _load_script(name: str) -> Any:
-    path = REPO_ROOT / "experiments" / "latent_shift" / f"{name}.py"
-    spec = importlib.util.spec_from_file_location(f"latent_shift_{name}", path)
-    module = importlib.util.module_from_spec(spec)
-    assert spec.loader is not None
-    spec.loader.exec_module(module)
-    return module
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -308,7 +296,7 @@ def test_make_tiny_text_encoder_writes_what_the_text_conditioner_loads(
     assert mask[0].sum() == 7  # <start> a red square moving left <end>
     # the same seed writes the same weights
     again = tmp_path / "again"
-    assert _load_script("make_tiny_text_encoder").main([f"paths.output_root={again}"]) == 0
+    assert load_script("latent_shift", "make_tiny_text_encoder").main([f"paths.output_root={again}"]) == 0
     other = torch.load(again / "latent_shift_tiny_clip" / "tiny_clip.bin", weights_only=True)
     assert all(torch.equal(state[k], other[k]) for k in state)
 
@@ -327,7 +315,7 @@ def test_caption_colour_scores_real_clips_and_wrong_captions() -> None:
     from vidgen.metrics.evaluator import frames_to_uint8_batch
     from vidgen.metrics.synthetic import SyntheticStructure
 
-    t2i = _load_script("t2i")
+    t2i = load_script("latent_shift", "t2i")
     data = SyntheticVideoDataset(num_clips=6, num_frames=1, resolution=16, split="val", seed=0)
     items = [data[i] for i in range(6)]
     videos = frames_to_uint8_batch(torch.stack([item["video"] for item in items]))
@@ -354,23 +342,7 @@ def test_caption_colour_scores_real_clips_and_wrong_captions() -> None:
 # ---------------------------------------------------------------------------------------------------------
 # The sweeps themselves (each a multirun in a subprocess, about 20 s on two idle cores)
 
-QUICK = [
-    "trainer.max_steps=2",
-    "trainer.val_check_interval=2",
-    "trainer.limit_val_batches=1",
-    "trainer.enable_progress_bar=false",
-    "~callbacks.progress_bar",
-    "callbacks.model_checkpoint.every_n_train_steps=1",
-    "data.batch_size=2",
-    "samples.num_videos=0",
-    "samples.final_num_videos=0",
-    "sampler.steps=2",
-    "evaluation.every_n_steps=1",
-    "evaluation.num_real=16",
-    "evaluation.num_fake=4",
-    "evaluation.batch_size=4",
-    "+metrics.synthetic_fvd.classifier={steps:12,batch_size:8,eval_clips:16}",
-]
+QUICK = [*QUICK_SWEEP, "callbacks.model_checkpoint.every_n_train_steps=1"]
 
 
 # CI runs the temporal sweep; the other two (same code path, one axis each) run under `make test-slow`
@@ -380,29 +352,14 @@ QUICK = [
 )
 def test_tiny_sweep_runs_and_reports(ablation: str, tiny_clip_root: Path) -> None:
     sweep_dir = tiny_clip_root / "sweeps" / ablation
-    command = [
-        sys.executable,
-        "-m",
-        "vidgen.train",
-        "-m",
-        f"experiment=latent_shift/{ablation}",
-        "scale=latent_shift/tiny",
-        *QUICK,
-        f"paths.output_root={tiny_clip_root}",
-        f"paths.cache_dir={tiny_clip_root / 'cache'}",
-        f"hydra.sweep.dir={sweep_dir}",
-    ]
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "HYDRA_FULL_ERROR": "1"}
-    done = subprocess.run(command, cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=1200)
-    assert done.returncode == 0, (done.stdout + done.stderr)[-3000:]
     key, values = AXES[ablation]
-    jobs = sorted((p for p in sweep_dir.iterdir() if p.name.isdigit()), key=lambda p: int(p.name))
-    assert len(jobs) == len(values)
+    overrides = [f"experiment=latent_shift/{ablation}", "scale=latent_shift/tiny", *QUICK]
+    paths = [f"paths.output_root={tiny_clip_root}", f"paths.cache_dir={tiny_clip_root / 'cache'}"]
+    jobs = run_sweep([*overrides, *paths], sweep_dir, len(values))
     for job in jobs:
-        assert (job / "metrics_history.jsonl").is_file() and (job / "metrics.json").is_file()
         assert (job / "checkpoints" / "last.ckpt").is_file()
 
-    report = _load_script("report")
+    report = load_script("latent_shift", "report")
     written = report.write_report(sweep_dir)
     text = written["markdown"].read_text()
     for value in values:
@@ -416,7 +373,7 @@ def test_tiny_sweep_runs_and_reports(ablation: str, tiny_clip_root: Path) -> Non
         assert arm["params"] in TINY_PARAMS.values() and arm["flops"] > 0
 
     if ablation in ("temporal", "t2i"):  # the T2I evaluation reads the same sweep folder
-        t2i = _load_script("t2i")
+        t2i = load_script("latent_shift", "t2i")
         out = t2i.run([sweep_dir], num=2, batch_size=2, output_dir=sweep_dir / "t2i")
         rows = json.loads(out["json"].read_text())["rows"]
         assert [(r["arm"], r["mode"]) for r in rows] == [

@@ -10,11 +10,7 @@ runs end to end for a couple of steps, evaluating at every step, and reports.
 
 from __future__ import annotations
 
-import importlib.util
 import math
-import os
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +21,8 @@ from hydra.core.override_parser.overrides_parser import OverridesParser
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import InterpolationToMissingValueError
 
-from tests.conftest import CONFIG_DIR, REPO_ROOT, compose_config
+from tests.conftest import CONFIG_DIR, compose_config
+from tests.experiment_scripts import QUICK_SWEEP, load_script, run_sweep
 from vidgen.conditioning import Cond
 from vidgen.config.instantiate import instantiate_node
 from vidgen.config.schema import validate_config
@@ -176,17 +173,8 @@ def test_every_paper_arm_validates_and_builds_on_the_meta_device(ablation: str, 
         assert len(set(params)) == 1  # the axis changes no parameter
 
 
-def _load_script(name: str) -> Any:
-    path = REPO_ROOT / "experiments" / "latte" / f"{name}.py"
-    spec = importlib.util.spec_from_file_location(f"latte_{name}", path)
-    module = importlib.util.module_from_spec(spec)
-    assert spec.loader is not None
-    spec.loader.exec_module(module)
-    return module
-
-
 def test_make_tiny_dit_writes_dit_layout_that_initialises_the_tiny_latte(tmp_path: Path) -> None:
-    script = _load_script("make_tiny_dit")
+    script = load_script("latte", "make_tiny_dit")
     output = tmp_path / "tiny_dit.pt"
     assert script.main(["--steps", "2", "--batch-size", "4", "--output", str(output)]) == 0
     state = torch.load(output, weights_only=True)
@@ -207,30 +195,16 @@ def test_make_tiny_dit_writes_dit_layout_that_initialises_the_tiny_latte(tmp_pat
 # ---------------------------------------------------------------------------------------------------------
 # The sweeps themselves (each a multirun in a subprocess, 10-20 s)
 
-QUICK = [
-    "trainer.max_steps=2",
-    "trainer.val_check_interval=2",
-    "trainer.limit_val_batches=1",
-    "trainer.enable_progress_bar=false",
-    "~callbacks.progress_bar",
-    "data.batch_size=2",
-    "samples.num_videos=0",
-    "samples.final_num_videos=0",
-    "sampler.steps=2",
-    "evaluation.every_n_steps=1",
-    "evaluation.num_real=16",
-    "evaluation.num_fake=4",
-    "evaluation.batch_size=4",
-    "+metrics.synthetic_fvd.classifier={steps:12,batch_size:8,eval_clips:16}",
-]
-
 
 @pytest.fixture(scope="module")
 def shared(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     root = tmp_path_factory.mktemp("latte_sweeps")
     dit = root / "tiny_dit.pt"
     assert (
-        _load_script("make_tiny_dit").main(["--steps", "2", "--batch-size", "4", "--output", str(dit)]) == 0
+        load_script("latte", "make_tiny_dit").main(
+            ["--steps", "2", "--batch-size", "4", "--output", str(dit)]
+        )
+        == 0
     )
     return {"root": root, "dit": dit, "cache": root / "cache"}
 
@@ -242,34 +216,22 @@ def shared(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 )
 def test_tiny_sweep_runs_and_reports(ablation: str, shared: dict[str, Path]) -> None:
     sweep_dir = shared["root"] / ablation
-    command = [
-        sys.executable,
-        "-m",
-        "vidgen.train",
-        "-m",
+    key, values = AXES[ablation]["tiny"]
+    overrides = [
         f"experiment=latte/{ablation}",
         "scale=tiny",
-        *QUICK,
+        *QUICK_SWEEP,
         f"scale.dit_checkpoint={shared['dit']}",
-        f"paths.output_root={shared['root'] / 'outputs'}",
-        f"paths.cache_dir={shared['cache']}",
-        f"hydra.sweep.dir={sweep_dir}",
     ]
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "HYDRA_FULL_ERROR": "1"}
-    done = subprocess.run(command, cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=1200)
-    assert done.returncode == 0, (done.stdout + done.stderr)[-3000:]
-    key, values = AXES[ablation]["tiny"]
-    jobs = sorted((p for p in sweep_dir.iterdir() if p.name.isdigit()), key=lambda p: int(p.name))
-    assert len(jobs) == len(values)
-    for job in jobs:
-        assert (job / "metrics_history.jsonl").is_file() and (job / "metrics.json").is_file()
+    paths = [f"paths.output_root={shared['root'] / 'outputs'}", f"paths.cache_dir={shared['cache']}"]
+    jobs = run_sweep([*overrides, *paths], sweep_dir, len(values))
     if ablation == "pretrained":
         assert (
             not (jobs[0] / "pretrained_report.json").exists()
             and (jobs[1] / "pretrained_report.json").exists()
         )
 
-    report = _load_script("report")
+    report = load_script("latte", "report")
     written = report.write_report(sweep_dir)
     text = written["markdown"].read_text()
     for value in values:

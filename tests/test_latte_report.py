@@ -4,7 +4,6 @@ Markdown table, the JSON and the PNG plot."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
 from pathlib import Path
 from typing import Any
@@ -14,18 +13,10 @@ import torch
 import yaml
 from omegaconf import OmegaConf
 
-from tests.conftest import REPO_ROOT, TINY_DATA, TINY_MODEL, compose_config
+from tests.conftest import TINY_DATA, TINY_MODEL, compose_config
+from tests.experiment_scripts import load_script
 from vidgen.config.instantiate import instantiate_node
 from vidgen.models.latte import count_flops
-
-
-def _report_module() -> Any:
-    path = REPO_ROOT / "experiments" / "latte" / "report.py"
-    spec = importlib.util.spec_from_file_location("latte_report", path)
-    module = importlib.util.module_from_spec(spec)
-    assert spec.loader is not None
-    spec.loader.exec_module(module)
-    return module
 
 
 def _job(root: Path, number: int, overrides: list[str], rows: list[dict], model: dict | None) -> Path:
@@ -105,7 +96,7 @@ def _row(text: str, arm: str) -> list[str]:
 
 
 def test_report_table_values_and_plot(multirun: dict[str, Any]) -> None:
-    report = _report_module()
+    report = load_script("latte", "report")
     root = multirun["root"]
     assert report.main([str(root)]) == 0
     text = (root / "report.md").read_text()
@@ -147,7 +138,7 @@ def test_report_table_values_and_plot(multirun: dict[str, Any]) -> None:
 def test_report_metric_choice_output_dir_and_missing_history(
     multirun: dict[str, Any], tmp_path: Path
 ) -> None:
-    report = _report_module()
+    report = load_script("latte", "report")
     root = multirun["root"]
     _job(
         root, 2, ["model.injection=none", "experiment=latte/injection"], [], None
@@ -166,7 +157,7 @@ def test_report_metric_choice_output_dir_and_missing_history(
 
 
 def test_arm_labels_use_the_varying_overrides_or_the_sweep_keys() -> None:
-    report = _report_module()
+    report = load_script("latte", "report")
     labels = report.arm_labels(
         [{"model": "latte_v1", "scale": "tiny"}, {"model": "latte_v2", "scale": "tiny"}], ["model"]
     )
