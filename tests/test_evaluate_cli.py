@@ -1,5 +1,5 @@
 """vidgen.evaluate end to end on tiny settings: from a checkpoint (subprocess) and from a folder of .mp4s,
-and evaluation at the end of training."""
+and evaluation at the end of training; reading a folder of .png images (text-to-image samples)."""
 
 from __future__ import annotations
 
@@ -7,10 +7,14 @@ import json
 from pathlib import Path
 
 import pytest
+import torch
 
 from tests.conftest import TINY, compose_config
 from tests.test_cli import run_module
-from vidgen.evaluate import run_evaluation
+from vidgen.config.errors import ConfigError
+from vidgen.evaluate import fake_from_folder, run_evaluation, sample_files
+from vidgen.io.samples import write_samples
+from vidgen.io.video import video_to_uint8
 from vidgen.sample import sample
 from vidgen.train import train
 
@@ -133,3 +137,29 @@ def test_real_statistics_cache_key_ignores_loader_and_joint_training_settings() 
     assert _dataset_key({**data, "batch_size": 64, "num_workers": 3, "joint_image_frames": 4}, None) == base
     assert _dataset_key({**data, "frame_stride": 2}, None) != base
     assert _dataset_key(data, "/some/folder") == {"real_dir": str(Path("/some/folder").resolve())}
+
+
+def test_a_folder_of_png_images_reads_as_one_frame_clips(tmp_path: Path) -> None:
+    images = torch.linspace(-1, 1, 3 * 3 * 1 * 8 * 6).reshape(3, 3, 1, 8, 6)  # (N, C, F=1, H, W)
+    folder = tmp_path / "t2i"
+    written = write_samples(folder, images)
+    assert [p.suffix for p in written] == [".png"] * 4  # 3 samples and the grid
+    captions = {f"sample_{i:03d}.png": f"caption {i}" for i in range(3)}
+    (folder / "conditions.json").write_text(json.dumps({"captions": captions}))
+    batches = list(fake_from_folder(folder, batch_size=2))
+    assert [b["video"].shape for b in batches] == [
+        (2, 1, 8, 6, 3),
+        (1, 1, 8, 6, 3),
+    ]  # the grid is not a sample
+    videos = torch.cat([b["video"] for b in batches])
+    assert torch.equal(videos, torch.stack([video_to_uint8(image) for image in images]))
+    assert [c for b in batches for c in b["caption"]] == ["caption 0", "caption 1", "caption 2"]
+
+
+def test_a_fake_folder_of_both_kinds_or_neither_names_fake_dir(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"fake_dir: no \.mp4 videos or \.png images"):
+        sample_files(tmp_path)
+    write_samples(tmp_path, torch.zeros(2, 3, 1, 8, 8))
+    write_samples(tmp_path, torch.zeros(1, 3, 4, 8, 8))
+    with pytest.raises(ConfigError, match=r"both \.mp4 videos \(1\) and \.png images \(2\)"):
+        sample_files(tmp_path)

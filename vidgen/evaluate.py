@@ -1,8 +1,9 @@
 """``python -m vidgen.evaluate metrics=[fvd,fid,is,clipsim] ckpt_path=... | fake_dir=... [real_dir=...]``
 
-Generates videos from a checkpoint (or reads a folder of .mp4 files), reads real videos from a data config or
-a folder, runs the chosen metrics under their protocols, prints a table and writes a JSON file. Every weight
-file the metrics need is checked before anything is sampled; real feature statistics are cached on disk.
+Generates videos from a checkpoint (or reads a folder of .mp4 videos, or of .png images from text-to-image
+sampling), reads real videos from a data config or a folder, runs the chosen metrics under their protocols,
+prints a table and writes a JSON file. Every weight file the metrics need is checked before anything is
+sampled; real feature statistics are cached on disk.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from tqdm import tqdm
 import vidgen  # noqa: F401  (registers config resolvers)
 from vidgen.config.errors import ConfigError
 from vidgen.config.instantiate import instantiate_node
+from vidgen.io.samples import GRID_STEM
 from vidgen.metrics.base import VideoMetric
 from vidgen.metrics.evaluator import Batch, check_required_files, evaluate, frames_to_uint8_batch
 from vidgen.metrics.stats_cache import StatsCache
@@ -101,20 +103,44 @@ def evaluation_captions(module: Any, datamodule: Any, num: int) -> list[str] | N
     return list(datamodule.sample_captions(num))
 
 
-def fake_from_folder(folder: Path, batch_size: int) -> Iterator[Batch]:
-    """Read generated ``*.mp4`` files (``grid.mp4`` excluded) in name order; labels / captions from
-    ``conditions.json`` when present (``vidgen.sample`` writes it)."""
-    from vidgen.io.video import read_video
+def sample_files(folder: Path) -> list[Path]:
+    """The generated samples in ``folder`` in name order: its ``*.mp4`` videos, or its ``*.png`` images (one-frame
+    samples, as ``vidgen.sample data.num_frames=1`` writes them); the grid is not a sample. A folder with
+    neither, or with both, is a :class:`ConfigError` on ``fake_dir``."""
+    found = {
+        suffix: sorted(p for p in folder.glob(f"*{suffix}") if p.stem != GRID_STEM)
+        for suffix in (".mp4", ".png")
+    }
+    kinds = [suffix for suffix, files in found.items() if files]
+    if not kinds:
+        raise ConfigError("fake_dir", f"no .mp4 videos or .png images in '{folder}'")
+    if len(kinds) > 1:
+        raise ConfigError(
+            "fake_dir",
+            f"'{folder}' holds both .mp4 videos ({len(found['.mp4'])}) and .png images ({len(found['.png'])}): "
+            "give a folder of one kind",
+        )
+    return found[kinds[0]]
 
-    files = sorted(p for p in folder.glob("*.mp4") if p.name != "grid.mp4")
-    if not files:
-        raise ConfigError("fake_dir", f"no .mp4 files in '{folder}'")
+
+def read_sample(path: Path) -> torch.Tensor:
+    """One generated sample as uint8 ``(F, H, W, 3)``: an .mp4's frames, or a .png image as ``F = 1``."""
+    from vidgen.io.video import read_image, read_video
+
+    return read_image(path).unsqueeze(0) if path.suffix == ".png" else read_video(path)
+
+
+def fake_from_folder(folder: Path, batch_size: int) -> Iterator[Batch]:
+    """Read the generated samples of :func:`sample_files` in name order (``"video"``: uint8
+    ``(B, F, H, W, 3)``; images have ``F = 1``); labels / captions from ``conditions.json`` when present
+    (``vidgen.sample`` writes it)."""
+    files = sample_files(folder)
     conditions = {}
     if (folder / CONDITIONS_FILE).is_file():
         conditions = json.loads((folder / CONDITIONS_FILE).read_text())
     for start in range(0, len(files), batch_size):
         chunk = files[start : start + batch_size]
-        batch: Batch = {"video": torch.stack([torch.as_tensor(read_video(p)) for p in chunk])}
+        batch: Batch = {"video": torch.stack([torch.as_tensor(read_sample(p)) for p in chunk])}
         if "labels" in conditions:
             batch["label"] = torch.tensor([conditions["labels"][p.name] for p in chunk])
         if "captions" in conditions:
@@ -185,7 +211,7 @@ def _dataset_key(data_cfg: dict[str, Any] | None, real_dir: str | None) -> dict[
 def run_evaluation(cfg: DictConfig) -> dict[str, Any]:
     if bool(cfg.ckpt_path) == bool(cfg.fake_dir):
         raise ConfigError(
-            "ckpt_path", "give exactly one of ckpt_path (generate) or fake_dir (read .mp4 files)"
+            "ckpt_path", "give exactly one of ckpt_path (generate) or fake_dir (read .mp4 or .png files)"
         )
     device = pick_device(str(cfg.device))
     module, train_cfg = None, None
