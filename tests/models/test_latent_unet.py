@@ -13,6 +13,7 @@ from hydra.utils import instantiate
 from tests.conftest import compose_config
 from vidgen.conditioning import Cond
 from vidgen.config import ConfigError
+from vidgen.config.instantiate import instantiate_node
 from vidgen.lit.ema import make_ema_copy
 from vidgen.models import LatentUNet
 from vidgen.models.latent_unet import unet_config
@@ -322,6 +323,15 @@ def test_bad_values_name_the_key(kwargs: dict, key: str) -> None:
     assert info.value.key == key
     if key == "diffusion.learn_sigma":
         assert "diffusion=sd" in str(info.value)
+    if key == "model.size":  # Latte's size from a dataset recipe: the hint names the fix
+        assert "Latte size" in str(info.value) and "model.size=sd" in str(info.value)
+
+
+def test_a_dataset_recipe_with_latte_size_fails_at_start_naming_model_size(tmp_path: Path) -> None:
+    cfg = compose_config(["model=latent_shift", "data=ucf101"], run_dir=tmp_path)
+    assert cfg.model.size == "XL"  # conf/recipe/ucf101.yaml is Latte's recipe
+    with pytest.raises(ConfigError, match=r"model\.size: unknown size 'XL'.*model\.size=sd"):
+        instantiate_node(cfg.model)
 
 
 def test_bad_inputs_raise_clearly() -> None:

@@ -76,6 +76,7 @@ from torch import nn
 
 from vidgen.conditioning import Cond
 from vidgen.config import ConfigError
+from vidgen.models.latte import LATTE_SIZES
 from vidgen.nn.temporal_attention import attach_temporal_attention, build_temporal_layers
 from vidgen.nn.temporal_shift import (
     FrameCheckpoint,
@@ -143,7 +144,22 @@ def unet_config(
             "layers_per_block": 1,
             "norm_num_groups": 8,
         }
-    raise ConfigError("model.size", f"unknown size {size!r}; choose one of {', '.join(LATENT_UNET_SIZES)}")
+    check_size(size)
+    raise AssertionError(f"size {size!r} has no U-Net config")
+
+
+def check_size(size: str) -> None:
+    """Raise a :class:`ConfigError` on ``model.size`` unless ``size`` is one of :data:`LATENT_UNET_SIZES`.
+    A Latte size (the dataset recipes of conf/recipe/ set ``model.size=XL``, Latte's) gets a hint."""
+    if size in LATENT_UNET_SIZES:
+        return
+    message = f"unknown size {size!r}; choose one of {', '.join(LATENT_UNET_SIZES)}"
+    if size in LATTE_SIZES:
+        message += (
+            f" ({size!r} is a Latte size, which the dataset recipes set: add model.size=sd for the Stable "
+            "Diffusion U-Net, or recipe=synthetic for the tiny one)"
+        )
+    raise ConfigError("model.size", message)
 
 
 def _check_int(key: str, value: object, minimum: int) -> int:
@@ -220,10 +236,7 @@ class LatentUNet(nn.Module):
             raise ConfigError(
                 "model.temporal", f"unknown value {temporal!r}; choose one of {', '.join(TEMPORAL_MODES)}"
             )
-        if size not in LATENT_UNET_SIZES:
-            raise ConfigError(
-                "model.size", f"unknown size {size!r}; choose one of {', '.join(LATENT_UNET_SIZES)}"
-            )
+        check_size(size)
         self.temporal = temporal
         self.in_channels = _check_int("model.in_channels", in_channels, 1)
         self.input_size = _check_int("model.input_size", input_size, 1)
