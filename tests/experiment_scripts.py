@@ -10,6 +10,9 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from hydra.core.override_parser.overrides_parser import OverridesParser
+from omegaconf import DictConfig, OmegaConf
+
 from tests.conftest import REPO_ROOT
 
 # overrides that shrink any tiny-scale sweep to a smoke run: 2 steps at batch 2, an evaluation after each step
@@ -40,6 +43,18 @@ def load_script(family: str, name: str) -> Any:
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+def sweep_values(cfg: DictConfig) -> dict[str, list[str]]:
+    """``hydra.sweeper.params`` of a config composed with its Hydra node, parsed as Hydra's basic sweeper
+    parses them: key -> the values of its jobs (one value for a fixed param)."""
+    params = OmegaConf.to_container(cfg.hydra.sweeper.params, resolve=True)
+    parser = OverridesParser.create()
+    out = {}
+    for key, value in params.items():
+        override = parser.parse_overrides([f"{key}={value}"])[0]
+        out[key] = list(override.sweep_string_iterator()) if override.is_sweep_override() else [str(value)]
+    return out
 
 
 def run_sweep(overrides: list[str], sweep_dir: Path, expected_jobs: int) -> list[Path]:

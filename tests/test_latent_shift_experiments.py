@@ -22,13 +22,12 @@ from typing import Any
 import pytest
 import torch
 from hydra import compose, initialize_config_dir
-from hydra.core.override_parser.overrides_parser import OverridesParser
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import InterpolationToMissingValueError
 from torch.utils.data import default_collate
 
 from tests.conftest import CONFIG_DIR
-from tests.experiment_scripts import QUICK_SWEEP, load_script, run_sweep
+from tests.experiment_scripts import QUICK_SWEEP, load_script, run_sweep, sweep_values
 from vidgen.config.errors import ConfigError
 from vidgen.config.instantiate import instantiate_node
 from vidgen.config.schema import validate_config
@@ -77,20 +76,9 @@ def _compose(overrides: list[str], root: Path) -> DictConfig:
         return compose(config_name="train", overrides=[*overrides, *paths])
 
 
-def _sweep(cfg: DictConfig) -> dict[str, list[str]]:
-    """``hydra.sweeper.params`` parsed as Hydra's basic sweeper parses them: key -> the values of its jobs."""
-    params = OmegaConf.to_container(cfg.hydra.sweeper.params, resolve=True)
-    parser = OverridesParser.create()
-    out = {}
-    for key, value in params.items():
-        override = parser.parse_overrides([f"{key}={value}"])[0]
-        out[key] = list(override.sweep_string_iterator()) if override.is_sweep_override() else [str(value)]
-    return out
-
-
 def _arms(ablation: str, scale: str) -> list[list[str]]:
     cfg = _with_hydra([f"experiment=latent_shift/{ablation}", f"scale={scale}"])
-    sweep = _sweep(cfg)
+    sweep = sweep_values(cfg)
     key, values = AXES[ablation]
     fixed = [f"{k}={v[0]}" for k, v in sweep.items() if k != key]
     return [[f"{key}={value}", *fixed] for value in values]
@@ -131,7 +119,7 @@ def test_each_ablation_sweeps_only_its_axis(ablation: str, scale: str, tmp_path:
     choices = cfg.hydra.runtime.choices
     assert choices.scale == scale and cfg.scale.family == "latent_shift"
     assert cfg.scale.name == scale.rsplit("/", 1)[-1]
-    sweep = _sweep(cfg)
+    sweep = sweep_values(cfg)
     varying = {k: v for k, v in sweep.items() if len(v) > 1}
     assert varying == {AXES[ablation][0]: AXES[ablation][1]}
     assert choices.model == "latent_shift"  # the non-swept default of every experiment

@@ -17,12 +17,11 @@ from typing import Any
 import pytest
 import torch
 from hydra import compose, initialize_config_dir
-from hydra.core.override_parser.overrides_parser import OverridesParser
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import InterpolationToMissingValueError
 
 from tests.conftest import CONFIG_DIR, compose_config
-from tests.experiment_scripts import QUICK_SWEEP, load_script, run_sweep
+from tests.experiment_scripts import QUICK_SWEEP, load_script, run_sweep, sweep_values
 from vidgen.conditioning import Cond
 from vidgen.config.instantiate import instantiate_node
 from vidgen.config.schema import validate_config
@@ -72,22 +71,10 @@ def _with_hydra(overrides: list[str]) -> DictConfig:
         return compose(config_name="train", overrides=overrides, return_hydra_config=True)
 
 
-def _sweep(cfg: DictConfig) -> dict[str, list[str]]:
-    """``hydra.sweeper.params`` parsed as Hydra's basic sweeper parses them: key -> the values of its jobs."""
-    params = OmegaConf.to_container(cfg.hydra.sweeper.params, resolve=True)
-    parser = OverridesParser.create()
-    out = {}
-    for key, value in params.items():
-        override = parser.parse_overrides([f"{key}={value}"])[0]
-        values = list(override.sweep_string_iterator()) if override.is_sweep_override() else [str(value)]
-        out[key] = values
-    return out
-
-
 def _arms(ablation: str, scale: str) -> list[list[str]]:
     """The overrides of every job of the sweep (the fixed params included)."""
     cfg = _with_hydra([f"experiment=latte/{ablation}", f"scale={scale}", *_PATHS])
-    sweep = _sweep(cfg)
+    sweep = sweep_values(cfg)
     key, values = AXES[ablation][scale]
     fixed = [f"{k}={v[0]}" for k, v in sweep.items() if k != key]
     return [[f"{key}={value}", *fixed] for value in values]
@@ -99,7 +86,7 @@ def test_each_ablation_sweeps_only_its_axis(ablation: str, scale: str) -> None:
     cfg = _with_hydra([f"experiment=latte/{ablation}", f"scale={scale}", *_PATHS])
     assert cfg.task_name == f"latte_{ablation}"
     assert cfg.hydra.runtime.choices.scale == scale and cfg.scale.name == scale
-    sweep = _sweep(cfg)
+    sweep = sweep_values(cfg)
     varying = {k: v for k, v in sweep.items() if len(v) > 1}
     key, values = AXES[ablation][scale]
     assert varying == {key: values}

@@ -142,13 +142,31 @@ def _seconds(value: float | None) -> str:
     return "n/a" if value is None else f"{value:.3g}"
 
 
+def _row(record: dict[str, Any], metrics: list[str], measured: bool) -> list[str]:
+    """The cells of one arm: size, training and sampling speed, then ``metrics``."""
+    number = sweep_report._number
+    speed = record["speed"]
+    clips = speed["clips_per_s"]
+    clips_cell = "n/a" if clips is None else f"{clips:.3g}"
+    if clips is not None and speed["clips_per_s_scope"] == "per process":
+        clips_cell += " /proc"
+    cells = [
+        record["arm"],
+        f"{record['params']:,}" if record["params"] is not None else "n/a",
+        number(record["flops"] / 1e9 if record["flops"] is not None else None),
+        str(record["final_step"]) if record["final_step"] is not None else "n/a",
+        _seconds(speed["s_per_step"]),
+        clips_cell,
+        _seconds(speed["eval_s_per_clip"]),
+    ]
+    if measured:
+        cells.append(_seconds(speed.get("measured_s_per_clip")))
+    return cells + [number(record["final_metrics"].get(m)) for m in metrics]
+
+
 def markdown(records: list[dict[str, Any]], metric: str | None, multirun: Path) -> str:
     """One row per arm: size, training and sampling speed, final metrics."""
-    number = sweep_report._number
-    metrics = list(dict.fromkeys(k for r in records for k in r["final_metrics"]))
-    if metric in metrics:
-        metrics.remove(metric)
-        metrics.insert(0, metric)
+    metrics = sweep_report.metric_columns(records, metric)
     measured = any(r["speed"].get("measured_s_per_clip") is not None for r in records)
     header = ["arm", "params", "GFLOPs", "step", "train s/step", "train clips/s", "sample s/clip (eval)"]
     header += ["sample s/clip (timed)"] if measured else []
@@ -166,33 +184,9 @@ def markdown(records: list[dict[str, Any]], metric: str | None, multirun: Path) 
         + ("; (timed): generation from last.ckpt alone" if measured else "")
         + ".",
         "",
-        "| " + " | ".join(header) + " |",
-        "|" + "|".join("---" for _ in header) + "|",
+        *sweep_report.table_lines(header, [_row(r, metrics, measured) for r in records]),
+        *sweep_report.footer_lines(records, metric),
     ]
-    for r in records:
-        speed = r["speed"]
-        clips = speed["clips_per_s"]
-        clips_cell = "n/a" if clips is None else f"{clips:.3g}"
-        if clips is not None and speed["clips_per_s_scope"] == "per process":
-            clips_cell += " /proc"
-        cells = [
-            r["arm"],
-            f"{r['params']:,}" if r["params"] is not None else "n/a",
-            number(r["flops"] / 1e9 if r["flops"] is not None else None),
-            str(r["final_step"]) if r["final_step"] is not None else "n/a",
-            _seconds(speed["s_per_step"]),
-            clips_cell,
-            _seconds(speed["eval_s_per_clip"]),
-        ]
-        if measured:
-            cells.append(_seconds(speed.get("measured_s_per_clip")))
-        cells += [number(r["final_metrics"].get(m)) for m in metrics]
-        lines.append("| " + " | ".join(cells) + " |")
-    missing = [r["arm"] for r in records if not r["history"]]
-    if missing:
-        lines += ["", f"No evaluations found for: {', '.join(missing)} (no {HISTORY_FILE})."]
-    if metric is not None:
-        lines += ["", f"![{metric} against training steps](report.png)"]
     return "\n".join(lines) + "\n"
 
 

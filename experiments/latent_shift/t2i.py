@@ -59,7 +59,7 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO_ROOT))
 
 import vidgen  # noqa: E402, F401  (registers the config resolvers)
-from experiments.latte.report import arm_labels, read_overrides, sweep_keys  # noqa: E402
+from experiments.latte.report import arm_labels, read_overrides, sweep_keys, table_lines  # noqa: E402
 from vidgen.metrics.base import VideoMetric, check_uint8_videos  # noqa: E402
 
 CHECKPOINT = "last.ckpt"
@@ -293,13 +293,15 @@ def markdown(rows: list[dict[str, Any]], title: str) -> str:
         "guidance). kept: the temporal part as trained; removed: `model.temporal=none` on the same weights; "
         "s / sample: sampling time per sample (no metrics).",
         "",
-        "| " + " | ".join(header) + " |",
-        "|" + "|".join("---" for _ in header) + "|",
+        *table_lines(
+            header,
+            (
+                [r["arm"], r["mode"], str(r["frames"]), f"{r['seconds_per_sample']:.3g}"]
+                + [_cell(r["metrics"].get(n)) for n in names]
+                for r in rows
+            ),
+        ),
     ]
-    for r in rows:
-        cells = [r["arm"], r["mode"], str(r["frames"]), f"{r['seconds_per_sample']:.3g}"]
-        cells += [_cell(r["metrics"].get(n)) for n in names]
-        lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
 

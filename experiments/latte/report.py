@@ -29,6 +29,7 @@ import argparse
 import json
 import math
 import sys
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -215,13 +216,47 @@ def _minutes(seconds: float | None) -> str:
     return f"{seconds:.0f} s" if seconds < 60 else f"{seconds / 60:.1f} min"
 
 
-def markdown(records: list[dict[str, Any]], metric: str | None, multirun: Path) -> str:
-    """The report as Markdown: a table (one row per arm) and the plot."""
+def metric_columns(records: list[dict[str, Any]], metric: str | None) -> list[str]:
+    """Every final metric of the arms, in first-seen order, with ``metric`` (when given) first."""
     metrics = list(dict.fromkeys(k for r in records for k in r["final_metrics"]))
     if metric in metrics:
         metrics.remove(metric)
         metrics.insert(0, metric)
+    return metrics
+
+
+def table_lines(header: list[str], rows: Iterable[list[str]]) -> list[str]:
+    """A Markdown table: the header, its separator and one line per row of cells."""
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    return lines + ["| " + " | ".join(cells) + " |" for cells in rows]
+
+
+def footer_lines(records: list[dict[str, Any]], metric: str | None) -> list[str]:
+    """After a sweep table: the arms without evaluations, and the plot of ``metric`` (report.png)."""
+    lines = []
+    missing = [r["arm"] for r in records if not r["history"]]
+    if missing:
+        lines += ["", f"No evaluations found for: {', '.join(missing)} (no {HISTORY_FILE})."]
+    if metric is not None:
+        lines += ["", f"![{metric} against training steps](report.png)"]
+    return lines
+
+
+def markdown(records: list[dict[str, Any]], metric: str | None, multirun: Path) -> str:
+    """The report as Markdown: a table (one row per arm) and the plot."""
+    metrics = metric_columns(records, metric)
     header = ["arm", "params", "GFLOPs", "step", "train time", *metrics]
+    rows = [
+        [
+            r["arm"],
+            f"{r['params']:,}" if r["params"] is not None else "n/a",
+            _number(r["flops"] / 1e9 if r["flops"] is not None else None),
+            str(r["final_step"]) if r["final_step"] is not None else "n/a",
+            _minutes(r["train_seconds"]),
+            *(_number(r["final_metrics"].get(m)) for m in metrics),
+        ]
+        for r in records
+    ]
     lines = [
         f"# Sweep report: {multirun.name}",
         "",
@@ -231,24 +266,9 @@ def markdown(records: list[dict[str, Any]], metric: str | None, multirun: Path) 
         "loop (validation and sample videos included, the periodic evaluations not) up to the last "
         "evaluation.",
         "",
-        "| " + " | ".join(header) + " |",
-        "|" + "|".join("---" for _ in header) + "|",
+        *table_lines(header, rows),
+        *footer_lines(records, metric),
     ]
-    for r in records:
-        cells = [
-            r["arm"],
-            f"{r['params']:,}" if r["params"] is not None else "n/a",
-            _number(r["flops"] / 1e9 if r["flops"] is not None else None),
-            str(r["final_step"]) if r["final_step"] is not None else "n/a",
-            _minutes(r["train_seconds"]),
-            *(_number(r["final_metrics"].get(m)) for m in metrics),
-        ]
-        lines.append("| " + " | ".join(cells) + " |")
-    missing = [r["arm"] for r in records if not r["history"]]
-    if missing:
-        lines += ["", f"No evaluations found for: {', '.join(missing)} (no {HISTORY_FILE})."]
-    if metric is not None:
-        lines += ["", f"![{metric} against training steps](report.png)"]
     return "\n".join(lines) + "\n"
 
 

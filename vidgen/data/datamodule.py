@@ -136,6 +136,15 @@ class _ClipDataModule(pl.LightningDataModule):
             raise ValueError(f"{type(self).__name__} has no captions")
         return [self._val_caption(i) for i in self._val_order(n)]
 
+    @staticmethod
+    def _check_rgb_root(channels: int, root: Any, source: str, expected: str) -> None:
+        """Decoded video data is RGB (``data.channels`` must be 3) and needs ``data.root`` set; ``source`` names
+        the data in the message, ``expected`` what the root should hold."""
+        if channels != 3:
+            raise ConfigError("data.channels", f"{source} are decoded as RGB (3 channels), got {channels}")
+        if root is None or str(root).strip() == "":
+            raise ConfigError("data.root", f"is not set; expected {expected}")
+
     def _split(self, entries: list[Any], val_fraction: float, unset_key: str) -> tuple[list[Any], list[Any]]:
         """Hold out ``val_fraction`` of ``entries`` (a seeded permutation) as the validation split, for data
         without a validation set of its own (``unset_key`` names the config key that would give one)."""
@@ -310,13 +319,8 @@ class VideoFolderDataModule(_ClipDataModule):
         super().__init__(
             batch_size, num_workers, seed, val_batch_size, drop_last, pin_memory, joint_image_frames
         )
-        if channels != 3:
-            raise ConfigError(
-                "data.channels", f"video folders are decoded as RGB (3 channels), got {channels}"
-            )
+        self._check_rgb_root(channels, root, "video folders", "a folder of videos or frame folders")
         self.name = name
-        if root is None or str(root).strip() == "":
-            raise ConfigError("data.root", "is not set; expected a folder of videos or frame folders")
         extensions = tuple(str(e) for e in extensions)
         entries = list_videos(root, extensions, key="data.root")
         if val_root is not None:

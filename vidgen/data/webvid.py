@@ -261,12 +261,7 @@ class WebVidDataModule(_ClipDataModule):
         super().__init__(
             batch_size, num_workers, seed, val_batch_size, drop_last, pin_memory, joint_image_frames
         )
-        if channels != 3:
-            raise ConfigError(
-                "data.channels", f"WebVid videos are decoded as RGB (3 channels), got {channels}"
-            )
-        if root is None or str(root).strip() == "":
-            raise ConfigError("data.root", "is not set; expected the WebVid folder (CSV files + videos/)")
+        self._check_rgb_root(channels, root, "WebVid videos", "the WebVid folder (CSV files + videos/)")
         self.name = name
         self.root = Path(str(root)).expanduser()
         if not self.root.is_dir():

@@ -129,7 +129,7 @@ class _GatheringSpawnLauncher(_CleanExitSpawnLauncher):
         best_model_path = getattr(callback, "best_model_path", None) if callback else None
         # a collective: every rank takes part in the all-gather, rank 0 keeps the result
         state_dict = full_state_dict(trainer.lightning_module)
-        torch.distributed.barrier()
+        torch.distributed.barrier()  # every rank is done with the gather before any destroys its group
         if self._strategy.local_rank != 0:
             return None
         weights_path = None
