@@ -323,8 +323,9 @@ def test_bad_values_name_the_key(kwargs: dict, key: str) -> None:
     assert info.value.key == key
     if key == "diffusion.learn_sigma":
         assert "diffusion=sd" in str(info.value)
-    if key == "model.size":  # Latte's size from a dataset recipe: the hint names the fix
-        assert "Latte size" in str(info.value) and "model.size=sd" in str(info.value)
+    if key == "model.size":  # a Latte size given to the U-Net: the message names the U-Net's sizes
+        message = str(info.value)
+        assert "'XL'" in message and "model.size=sd" in message and "model.size=tiny" in message
 
 
 def test_a_dataset_recipe_with_latte_size_fails_at_start_naming_model_size(tmp_path: Path) -> None:

@@ -76,7 +76,6 @@ from torch import nn
 
 from vidgen.conditioning import Cond
 from vidgen.config import ConfigError
-from vidgen.models.latte import LATTE_SIZES
 from vidgen.nn.temporal_attention import attach_temporal_attention, build_temporal_layers
 from vidgen.nn.temporal_shift import (
     FrameCheckpoint,
@@ -148,16 +147,16 @@ def unet_config(
 
 def check_size(size: str) -> None:
     """Raise a :class:`ConfigError` on ``model.size`` unless ``size`` is one of :data:`LATENT_UNET_SIZES`.
-    A Latte size (the dataset recipes of conf/recipe/ set ``model.size=XL``, Latte's) gets a hint."""
+
+    The message names both sizes and what each is, so a size meant for another model (e.g. Latte's ``XL``
+    given on the command line) points at the fix."""
     if size in LATENT_UNET_SIZES:
         return
-    message = f"unknown size {size!r}; choose one of {', '.join(LATENT_UNET_SIZES)}"
-    if size in LATTE_SIZES:
-        message += (
-            f" ({size!r} is a Latte size, which the dataset recipes set: add model.size=sd for the Stable "
-            "Diffusion U-Net, or recipe=synthetic for the tiny one)"
-        )
-    raise ConfigError("model.size", message)
+    raise ConfigError(
+        "model.size",
+        f"unknown size {size!r} for the U-Net; choose one of {', '.join(LATENT_UNET_SIZES)} "
+        "(model.size=sd: Stable Diffusion 1.x's U-Net, model.size=tiny: the two-level CPU U-Net)",
+    )
 
 
 def _check_int(key: str, value: object, minimum: int) -> int:
