@@ -14,6 +14,7 @@ from vidgen.diffusion import (
     DDPMSampler,
     DPMSolverSampler,
     GaussianDiffusion,
+    ModelFn,
     dpm_solver_grid,
     make_beta_schedule,
     respace,
@@ -207,29 +208,51 @@ def test_progress_bar_does_not_change_samples() -> None:
     )
 
 
-@pytest.mark.parametrize(("prediction", "diffusers_type"), [("eps", "epsilon"), ("v", "v_prediction")])
-@pytest.mark.parametrize("spacing", ["logsnr", "diffusers"])
-def test_dpm_solver_matches_diffusers(prediction: str, diffusers_type: str, spacing: str) -> None:
+def _diffusers_dpm_solver(
+    base: GaussianDiffusion,
+    ours: DPMSolverSampler,
+    spacing: str,
+    model_fn: ModelFn,
+    noise: torch.Tensor,
+    **config: object,
+) -> torch.Tensor:
+    """Samples of diffusers' ``DPMSolverMultistepScheduler`` (DPM-Solver++, its defaults unless ``config``
+    sets them) from ``noise`` on ``ours``'s grid: its own default grid for ``spacing="diffusers"``, else
+    ``ours.timesteps`` passed as custom timesteps."""
     diffusers = pytest.importorskip("diffusers")
-    base = _diffusion(prediction)
-    ours = DPMSolverSampler(base, steps=20, order=2, spacing=spacing)
+    prediction_type = {"eps": "epsilon", "v": "v_prediction", "x0": "sample"}[base.prediction]
     scheduler = diffusers.DPMSolverMultistepScheduler(
-        num_train_timesteps=1000,
+        num_train_timesteps=base.num_timesteps,
         trained_betas=base.betas.numpy(),
         algorithm_type="dpmsolver++",
-        solver_order=2,
-        prediction_type=diffusers_type,
-        final_sigmas_type="zero",
+        prediction_type=prediction_type,
+        **{"solver_order": ours.order, **config},
     )
     if spacing == "diffusers":
-        scheduler.set_timesteps(20)
+        scheduler.set_timesteps(len(ours.indices))
     else:
         scheduler.set_timesteps(timesteps=ours.timesteps.tolist())
     assert scheduler.timesteps.tolist() == ours.timesteps.tolist()
-
-    model_fn = _oracle(base)
-    noise = torch.randn((512, 1), generator=torch.Generator().manual_seed(0))
     x = noise.clone()
     for t in scheduler.timesteps:
         x = scheduler.step(model_fn(x, t.expand(x.shape[0])), t, x).prev_sample
-    torch.testing.assert_close(ours.sample(model_fn, noise.shape, noise=noise), x, rtol=0, atol=2e-5)
+    return x
+
+
+@pytest.mark.parametrize("prediction", ["eps", "v"])
+@pytest.mark.parametrize("spacing", ["logsnr", "diffusers"])
+@pytest.mark.parametrize("steps", [5, 10, 14, 20])
+def test_dpm_solver_matches_diffusers(prediction: str, spacing: str, steps: int) -> None:
+    """Same model, grid and start noise as diffusers' DPM-Solver++(2M) with its default settings, below and
+    above its 15-step ``lower_order_final`` threshold (diffusers computes in float32, hence the tolerance)."""
+    base = _diffusion(prediction)
+    ours = DPMSolverSampler(base, steps=steps, order=2, spacing=spacing)
+    model_fn = _oracle(base)
+    noise = torch.randn((512, 1), generator=torch.Generator().manual_seed(0))
+    expected = _diffusers_dpm_solver(base, ours, spacing, model_fn, noise)
+    torch.testing.assert_close(ours.sample(model_fn, noise.shape, noise=noise), expected, rtol=0, atol=5e-5)
+    # For order 2 diffusers' lower_order_final and euler_at_final only touch its final step, which the jump
+    # to sigma = 0 (final_sigmas_type="zero") makes first order anyway.
+    for config in ({"lower_order_final": False}, {"euler_at_final": True}):
+        other = _diffusers_dpm_solver(base, ours, spacing, model_fn, noise, **config)
+        torch.testing.assert_close(other, expected, rtol=0, atol=1e-6)

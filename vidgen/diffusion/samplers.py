@@ -231,14 +231,23 @@ class DPMSolverSampler(Sampler):
     Works in log-SNR ``lambda = log(alpha / sigma)`` with ``alpha = sqrt(ab)``, ``sigma = sqrt(1 - ab)``. The
     model is evaluated at the ``steps`` chain indices of :func:`dpm_solver_grid`; ``steps - 1`` solver
     updates move ``x`` between them and the data prediction at the last one is returned, which is the exact
-    first-order update to ``sigma = 0`` (the final step is thus always first order, as in DDIM and diffusers'
-    ``final_sigmas_type="zero"``). An update from ``s`` to ``t`` with ``h = lambda_t - lambda_s`` is::
+    first-order update to ``sigma = 0``. An update from ``s`` to ``t`` with ``h = lambda_t - lambda_s`` is::
 
         x_t = (sigma_t / sigma_s) * x_s - alpha_t * expm1(-h) * D,
         D = d_s                                 (first order; always for the first update)
         D = d_s + (d_s - d_prev) / (2 r),       r = (lambda_s - lambda_prev) / h   (second order)
 
-    where ``d`` are data (``x0``) predictions obtained from eps / v / x0 models.
+    where ``d`` are data (``x0``) predictions obtained from eps / v / x0 models. Every update but the first
+    (no previous prediction yet) and the final jump to ``sigma = 0`` is of the requested order, for any number
+    of steps.
+
+    This is exactly what diffusers' ``DPMSolverMultistepScheduler(algorithm_type="dpmsolver++",
+    solver_order=2)`` does with its defaults (``final_sigmas_type="zero"``, ``lower_order_final=True``,
+    ``euler_at_final=False``), with ``spacing="diffusers"`` on its default ("linspace") grid and with
+    ``spacing="logsnr"`` when given this sampler's :attr:`timesteps`: its final step to ``sigma = 0`` is
+    always first order, and its ``lower_order_final`` (below 15 steps) lowers only that final step for
+    order 2 (the second-to-last step is lowered for order 3 only), so it changes nothing here. diffusers'
+    ``final_sigmas_type="sigma_min"`` (stop at the first training sigma) is not offered.
 
     Args:
         diffusion: the training diffusion.
@@ -246,8 +255,6 @@ class DPMSolverSampler(Sampler):
         order: 1 (equivalent to DDIM with ``eta=0`` on the same timesteps) or 2.
         spacing: ``"logsnr"`` (default) or ``"diffusers"``, see :func:`dpm_solver_grid`.
         lambda_min: lowest log-SNR of the ``"logsnr"`` grid, see :func:`dpm_solver_grid`.
-        lower_order_final: with fewer than 15 steps, make the last solver update first order (DPM-Solver's
-            stabilisation for few steps).
         clip_x0: clamp the data predictions to ``[-1, 1]``.
     """
 
@@ -258,14 +265,12 @@ class DPMSolverSampler(Sampler):
         order: int = 2,
         spacing: str = "logsnr",
         lambda_min: float = -5.1,
-        lower_order_final: bool = True,
         clip_x0: bool = False,
     ) -> None:
         if order not in (1, 2):
             raise ValueError(f"DPM-Solver++ order must be 1 or 2, got {order}")
         self.diffusion = diffusion
         self.order = order
-        self.lower_order_final = lower_order_final
         self.clip_x0 = clip_x0
         self.indices = dpm_solver_grid(diffusion, steps, spacing, lambda_min)
         """``(steps,)`` descending indices of the diffusion's chain where the model is evaluated."""
@@ -298,13 +303,7 @@ class DPMSolverSampler(Sampler):
                 return pred_x0  # first-order update to sigma = 0 (lambda = inf): x = D = d_s
 
             h = (lambdas[k + 1] - lambdas[k]).item()
-            last_update = k == num_steps - 2
-            first_order = (
-                self.order == 1
-                or prev_x0 is None
-                or (last_update and self.lower_order_final and num_steps < 15)
-            )
-            if first_order:
+            if self.order == 1 or prev_x0 is None:
                 data = pred_x0
             else:
                 r = (lambdas[k] - lambdas[k - 1]).item() / h
