@@ -1,4 +1,5 @@
-"""The parameter-free temporal shift (vidgen.nn.temporal_shift): semantics, boundaries, hooks, checkpointing."""
+"""The parameter-free temporal shift (vidgen.nn.temporal_shift): semantics, boundaries, hooks, and the shift
+under activation checkpointing (vidgen.nn.frame_hooks.FrameCheckpoint)."""
 
 from __future__ import annotations
 
@@ -7,14 +8,8 @@ import torch
 from diffusers.models.resnet import ResnetBlock2D
 from torch import nn
 
-from vidgen.nn.temporal_shift import (
-    FrameCheckpoint,
-    FrameContext,
-    attach_temporal_shift,
-    resnet_blocks,
-    shift_fold,
-    temporal_shift,
-)
+from vidgen.nn.frame_hooks import FrameCheckpoint, FrameContext
+from vidgen.nn.temporal_shift import attach_temporal_shift, resnet_blocks, shift_fold, temporal_shift
 
 
 def _coded(batch: int, frames: int, channels: int, size: int = 2) -> torch.Tensor:
@@ -106,17 +101,6 @@ def test_clip_frames_shift_only_within_the_clip() -> None:
         temporal_shift(x, frames, clip_frames=6)
     with pytest.raises(ValueError, match="whole number"):
         temporal_shift(x, 4)
-
-
-def test_frame_context_sets_and_restores() -> None:
-    context = FrameContext()
-    assert context.layout() == (1, None)  # outside a video call: one-frame videos
-    with context.use(4, 2):
-        assert context.layout() == (4, 2)
-        with context.use(3):
-            assert context.layout() == (3, None)
-        assert context.layout() == (4, 2)
-    assert context.num_frames is None
 
 
 def _block(channels: int = 16, temb: int = 8) -> ResnetBlock2D:

@@ -76,15 +76,9 @@ from torch import nn
 
 from vidgen.conditioning import Cond
 from vidgen.config import ConfigError
+from vidgen.nn.frame_hooks import FrameCheckpoint, FrameContext, HookHandles, batch_to_frames, frames_to_batch
 from vidgen.nn.temporal_attention import attach_temporal_attention, build_temporal_layers
-from vidgen.nn.temporal_shift import (
-    FrameCheckpoint,
-    FrameContext,
-    HookHandles,
-    attach_temporal_shift,
-    batch_to_frames,
-    frames_to_batch,
-)
+from vidgen.nn.temporal_shift import attach_temporal_shift
 
 __all__ = [
     "DEFAULT_CROSS_ATTENTION_DIM",

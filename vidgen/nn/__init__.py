@@ -1,6 +1,6 @@
 """Shared neural-network layers: attention (self, space-time, cross), adaLN, embeddings (timestep, label,
 sin-cos, RoPE), patch embeds, the transformer block, and the temporal parts of the U-Net video models
-(temporal shift, temporal attention, their hooks). The shift function itself is
+(temporal shift, temporal attention, and the frame-hook plumbing they share). The shift function itself is
 ``vidgen.nn.temporal_shift.temporal_shift`` (not re-exported: the name would hide its module)."""
 
 from vidgen.nn.adaln import AdaLNModulation, modulate
@@ -14,6 +14,14 @@ from vidgen.nn.embeddings import (
     timestep_embedding,
 )
 from vidgen.nn.final_layer import FinalLayer
+from vidgen.nn.frame_hooks import (
+    FrameCheckpoint,
+    FrameContext,
+    HookHandles,
+    batch_to_frames,
+    check_frame_layout,
+    frames_to_batch,
+)
 from vidgen.nn.mlp import Mlp
 from vidgen.nn.patch_embed import FramePatchEmbed, TemporalUpsample, TubePatchEmbed
 from vidgen.nn.rope import apply_rope, rope_angles, rotate_half
@@ -25,17 +33,7 @@ from vidgen.nn.temporal_attention import (
     build_temporal_layers,
     spatial_transformers,
 )
-from vidgen.nn.temporal_shift import (
-    FrameCheckpoint,
-    FrameContext,
-    HookHandles,
-    TemporalShiftHook,
-    attach_temporal_shift,
-    batch_to_frames,
-    frames_to_batch,
-    resnet_blocks,
-    shift_fold,
-)
+from vidgen.nn.temporal_shift import TemporalShiftHook, attach_temporal_shift, resnet_blocks, shift_fold
 from vidgen.nn.transformer import BlockRole, TransformerBlock
 
 __all__ = [
@@ -64,6 +62,7 @@ __all__ = [
     "attach_temporal_shift",
     "batch_to_frames",
     "build_temporal_layers",
+    "check_frame_layout",
     "frames_to_batch",
     "modulate",
     "resnet_blocks",

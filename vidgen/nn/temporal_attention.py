@@ -22,6 +22,10 @@ Latent-Shift (1.53B) (:mod:`vidgen.models.latent_unet`).
 Image-video joint training (``clip_frames < F``): the clip frames attend among themselves; every frame
 after the clip is an independent image, a one-frame video that attends only to itself (VDM's joint
 training mask), the same thing the layer does with ``F = 1``.
+
+:func:`attach_temporal_attention` runs the layers as forward hooks of the U-Net's spatial transformers; the
+hooks read the frame layout from the video model's :class:`~vidgen.nn.frame_hooks.FrameContext` (the
+frame-hook plumbing shared with the temporal shift: :mod:`vidgen.nn.frame_hooks`).
 """
 
 from __future__ import annotations
@@ -35,8 +39,8 @@ from torch import nn
 from torch.utils.checkpoint import checkpoint
 
 from vidgen.nn.attention import Attention
+from vidgen.nn.frame_hooks import FrameContext, HookHandles, check_frame_layout
 from vidgen.nn.rope import rope_angles
-from vidgen.nn.temporal_shift import FrameContext, HookHandles
 
 __all__ = [
     "TemporalAttention",
@@ -88,13 +92,7 @@ class TemporalAttention(nn.Module):
         Returns:
             ``(B*F, C, H, W)``.
         """
-        if num_frames < 1 or x.shape[0] % num_frames:
-            raise ValueError(
-                f"a batch of {x.shape[0]} rows is not a whole number of {num_frames}-frame samples"
-            )
-        clip = num_frames if clip_frames is None else clip_frames
-        if not 0 <= clip <= num_frames:
-            raise ValueError(f"clip_frames must lie in [0, {num_frames}], got {clip_frames}")
+        clip = check_frame_layout(x.shape[0], num_frames, clip_frames)
         video = rearrange(x, "(b f) c h w -> b f c h w", f=num_frames)
         parts = []
         if clip > 0:
@@ -138,7 +136,7 @@ def build_temporal_layers(unet: nn.Module) -> nn.ModuleList:
 class TemporalAttentionHook:
     """``forward_hook`` of a spatial transformer: passes its output through a temporal attention layer.
 
-    Reads the frame layout from its :class:`~vidgen.nn.temporal_shift.FrameContext` at every call. The layer
+    Reads the frame layout from its :class:`~vidgen.nn.frame_hooks.FrameContext` at every call. The layer
     is held here and registered (owned) by the video model, not by the U-Net, so the U-Net's state dict
     keeps the image model's keys. When the transformer has diffusers' gradient checkpointing switched on
     and gradients are enabled, the temporal layer is checkpointed too.

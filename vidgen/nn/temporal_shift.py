@@ -18,34 +18,23 @@ The shift is attached with :func:`attach_temporal_shift` as a ``forward_pre_hook
 diffusers ``ResnetBlock2D`` (so it sees the residual branch after ``norm1`` + activation, and the shortcut
 stays unshifted). Hooks add no parameters and no buffers: the U-Net's state-dict keys and parameter count
 stay exactly those of the plain text-to-image U-Net. A hook learns the current frame layout from a shared
-:class:`FrameContext` that the wrapping video model sets around every U-Net call.
-
-Hooks are callable objects that hold their context (never closures), so ``copy.deepcopy`` of a model that
-owns both the context and the U-Net (the EMA twin) gives the copy hooks that read the copy's context.
+:class:`~vidgen.nn.frame_hooks.FrameContext` that the wrapping video model sets around every U-Net call (the
+frame-hook plumbing, shared with the temporal attention: :mod:`vidgen.nn.frame_hooks`).
 """
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Iterator
-from dataclasses import dataclass
 from typing import Any
 
 import torch
-from einops import rearrange
 from torch import nn
-from torch.utils.checkpoint import checkpoint
-from torch.utils.hooks import RemovableHandle
+
+from vidgen.nn.frame_hooks import FrameContext, HookHandles, check_frame_layout
 
 __all__ = [
-    "FrameCheckpoint",
-    "FrameContext",
-    "HookHandles",
     "TemporalShiftHook",
     "attach_temporal_shift",
-    "batch_to_frames",
     "check_shift_fraction",
-    "frames_to_batch",
     "resnet_blocks",
     "shift_fold",
     "temporal_shift",
@@ -85,11 +74,7 @@ def temporal_shift(
         ``(B*T, C, H, W)``: channels ``[0, fold)`` of frame ``i`` from frame ``i-1`` (zeros for ``i = 0``),
         channels ``[C-fold, C)`` from frame ``i+1`` (zeros for the last clip frame), the rest unchanged.
     """
-    if num_frames < 1 or x.shape[0] % num_frames:
-        raise ValueError(f"a batch of {x.shape[0]} rows is not a whole number of {num_frames}-frame samples")
-    clip = num_frames if clip_frames is None else clip_frames
-    if not 0 <= clip <= num_frames:
-        raise ValueError(f"clip_frames must lie in [0, {num_frames}], got {clip_frames}")
+    clip = check_frame_layout(x.shape[0], num_frames, clip_frames)
     channels = x.shape[1]
     fold = shift_fold(channels, fraction)
     video = x.reshape(x.shape[0] // num_frames, num_frames, *x.shape[1:])  # (B, T, C, ...) view
@@ -99,35 +84,6 @@ def temporal_shift(
         out[:, 1:clip, :fold] = video[:, : clip - 1, :fold]  # from the previous frame
         out[:, : clip - 1, channels - fold :] = video[:, 1:clip, channels - fold :]  # from the next frame
     return out.reshape(x.shape)
-
-
-@dataclass
-class FrameContext:
-    """The frame layout of the batch the U-Net is running on, shared by all temporal hooks of one model.
-
-    Attributes:
-        num_frames: ``T``, consecutive batch rows per sample; None = no video call in progress, and each
-            row is then a one-frame video (a plain text-to-image call of the hooked U-Net).
-        clip_frames: the first ``clip_frames`` of the ``T`` frames form the clip (image-video joint
-            training); None = all of them.
-    """
-
-    num_frames: int | None = None
-    clip_frames: int | None = None
-
-    @contextlib.contextmanager
-    def use(self, num_frames: int | None, clip_frames: int | None = None) -> Iterator[FrameContext]:
-        """Set the layout for the duration of a ``with`` block, then restore the previous one."""
-        previous = (self.num_frames, self.clip_frames)
-        self.num_frames, self.clip_frames = num_frames, clip_frames
-        try:
-            yield self
-        finally:
-            self.num_frames, self.clip_frames = previous
-
-    def layout(self) -> tuple[int, int | None]:
-        """``(num_frames, clip_frames)`` with the text-to-image default ``(1, None)`` outside a video call."""
-        return (1, None) if self.num_frames is None else (self.num_frames, self.clip_frames)
 
 
 class TemporalShiftHook:
@@ -144,21 +100,6 @@ class TemporalShiftHook:
         """``args[0]: (B*T, C, H, W)`` -> the same args with ``args[0]`` shifted."""
         num_frames, clip_frames = self.context.layout()
         return (temporal_shift(args[0], num_frames, self.fraction, clip_frames), *args[1:])
-
-
-class HookHandles:
-    """The handles of hooks attached together; :meth:`remove` detaches them all (idempotent)."""
-
-    def __init__(self, handles: list[RemovableHandle] | None = None) -> None:
-        self.handles: list[RemovableHandle] = list(handles or [])
-
-    def __len__(self) -> int:
-        return len(self.handles)
-
-    def remove(self) -> None:
-        for handle in self.handles:
-            handle.remove()
-        self.handles.clear()
 
 
 def resnet_blocks(unet: nn.Module) -> list[nn.Module]:
@@ -187,35 +128,3 @@ def attach_temporal_shift(unet: nn.Module, context: FrameContext, fraction: floa
             f"{type(unet).__name__} has no diffusers ResnetBlock2D to attach the temporal shift to"
         )
     return HookHandles([block.conv1.register_forward_pre_hook(hook) for block in blocks])
-
-
-class FrameCheckpoint:
-    """diffusers' ``gradient_checkpointing_func`` that keeps the frame layout for the recomputation.
-
-    Non-reentrant activation checkpointing recomputes a block's forward during the backward pass, when the
-    wrapping model's :class:`FrameContext` may already hold another layout (or none). This function captures
-    the layout at forward time and sets it again around the recomputation (``context_fn``), so temporal
-    hooks inside checkpointed blocks see the same frames both times. Pass it to
-    ``unet.enable_gradient_checkpointing(FrameCheckpoint(context))``.
-    """
-
-    def __init__(self, context: FrameContext) -> None:
-        self.context = context
-
-    def __call__(self, module: nn.Module, *args: Any) -> Any:
-        layout = (self.context.num_frames, self.context.clip_frames)
-
-        def context_fn() -> tuple[contextlib.AbstractContextManager, contextlib.AbstractContextManager]:
-            return contextlib.nullcontext(), self.context.use(*layout)
-
-        return checkpoint(module.__call__, *args, use_reentrant=False, context_fn=context_fn)
-
-
-def frames_to_batch(x: torch.Tensor) -> torch.Tensor:
-    """``(B, C, F, H, W)`` -> ``(B*F, C, H, W)``, clip-major (row ``b*F + i`` is frame ``i`` of sample ``b``)."""
-    return rearrange(x, "b c f h w -> (b f) c h w")
-
-
-def batch_to_frames(x: torch.Tensor, num_frames: int) -> torch.Tensor:
-    """``(B*F, C, H, W)`` -> ``(B, C, F, H, W)``, the inverse of :func:`frames_to_batch`."""
-    return rearrange(x, "(b f) c h w -> b c f h w", f=num_frames)
