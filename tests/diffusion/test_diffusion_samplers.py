@@ -28,7 +28,10 @@ def _diffusion(
     prediction: str = "eps", learn_sigma: bool = False, schedule: str = "linear"
 ) -> GaussianDiffusion:
     return GaussianDiffusion(
-        make_beta_schedule(schedule, 1000), prediction=prediction, learn_sigma=learn_sigma
+        make_beta_schedule(schedule, 1000),
+        prediction=prediction,
+        learn_sigma=learn_sigma,
+        loss="hybrid" if learn_sigma else "simple",
     )
 
 

@@ -91,6 +91,12 @@ class DiffusionSchema:
         _one_of(self.loss, ("simple", "hybrid"), "loss")
         _require(self.num_timesteps >= 2, "num_timesteps", "must be >= 2")
         _require(self.loss != "hybrid" or self.learn_sigma, "loss", "'hybrid' needs learn_sigma=true")
+        _require(
+            self.loss != "simple" or not self.learn_sigma,
+            "learn_sigma",
+            "true with diffusion.loss=simple: the simple loss gives the variance outputs no gradient, so DDPM "
+            "would sample with an untrained variance; set diffusion.loss=hybrid or diffusion.learn_sigma=false",
+        )
 
 
 @dataclass

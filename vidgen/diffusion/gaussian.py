@@ -45,9 +45,10 @@ class GaussianDiffusion:
         betas: ``(T,)`` noise schedule, each in ``(0, 1]``.
         prediction: what the model predicts: ``"eps"``, ``"v"`` or ``"x0"``.
         learn_sigma: the model also outputs ``C`` variance-interpolation channels in ``[-1, 1]``
-            (improved DDPM), so its output has ``2C`` channels on dim 1.
-        loss: ``"simple"`` (MSE of the prediction) or ``"hybrid"`` (MSE + variational bound; needs
-            ``learn_sigma``).
+            (improved DDPM), so its output has ``2C`` channels on dim 1. Needs ``loss="hybrid"``, the only
+            loss that trains those channels.
+        loss: ``"simple"`` (MSE of the prediction; only with ``learn_sigma=False``) or ``"hybrid"`` (MSE +
+            variational bound; needs ``learn_sigma``).
         timestep_map: ``(T,)`` int64, the original-chain timestep of each step of this chain (set by
             respacing; identity by default). Models are always called with the mapped timesteps.
 
@@ -72,6 +73,11 @@ class GaussianDiffusion:
             raise ValueError(f"unknown loss {loss!r}; allowed: {', '.join(LOSS_TYPES)}")
         if loss == "hybrid" and not learn_sigma:
             raise ValueError("loss='hybrid' trains the variance and requires learn_sigma=True")
+        if loss == "simple" and learn_sigma:
+            raise ValueError(
+                "learn_sigma=True with loss='simple': the simple loss gives the variance channels no gradient, "
+                "so DDPM would sample with an untrained variance; use loss='hybrid' or learn_sigma=False"
+            )
         self.learn_sigma = bool(learn_sigma)
         self.loss_type = loss
 
