@@ -5,6 +5,7 @@ For ``x0 ~ N(MU, S^2)`` and ``x_t = a x0 + s eps`` the optimal predictors are li
 """
 
 import math
+from typing import Any
 
 import pytest
 import torch
@@ -259,3 +260,89 @@ def test_dpm_solver_matches_diffusers(prediction: str, spacing: str, steps: int)
     for config in ({"lower_order_final": False}, {"euler_at_final": True}):
         other = _diffusers_dpm_solver(base, ours, spacing, model_fn, noise, **config)
         torch.testing.assert_close(other, expected, rtol=0, atol=1e-6)
+
+
+_DIFFUSERS_PREDICTION = {"eps": "epsilon", "v": "v_prediction", "x0": "sample"}
+
+
+def _with_variance_channels(base: GaussianDiffusion) -> ModelFn:
+    """The oracle, plus (with ``learn_sigma``) variance values ``tanh(2x)`` spanning ``[-1, 1]``."""
+    oracle = _oracle(base)
+
+    def model_fn(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        out = oracle(x, t)
+        return torch.cat([out, torch.tanh(2 * x)], dim=1) if base.learn_sigma else out
+
+    return model_fn
+
+
+def _diffusers_loop(
+    scheduler: Any, model_fn: ModelFn, shape: tuple[int, int], seed: int, **step_kwargs: object
+) -> torch.Tensor:
+    """Run a diffusers scheduler whose timesteps are set, in float64 (its float32 ``alphas_cumprod`` replaced by
+    the exact table): start noise and then every injected noise drawn from one generator, as our samplers do."""
+    generator = torch.Generator().manual_seed(seed)
+    x = torch.randn(shape, generator=generator, dtype=torch.float64)
+    for t in scheduler.timesteps:
+        output = model_fn(x, t.expand(shape[0]))
+        x = scheduler.step(output, t, x, generator=generator, **step_kwargs).prev_sample
+    return x
+
+
+@pytest.mark.parametrize("prediction", ["eps", "v", "x0"])
+@pytest.mark.parametrize("learn_sigma", [False, True])
+@pytest.mark.parametrize("clip_x0", [False, True])
+@pytest.mark.parametrize("steps", [7, "ddim25"])
+def test_ddpm_matches_diffusers(prediction: str, learn_sigma: bool, clip_x0: bool, steps: int | str) -> None:
+    """The respaced ancestral chain equals diffusers' DDPMScheduler on the same timesteps, fixed-small or
+    learned-range variance, with and without clipping, noise for noise."""
+    diffusers = pytest.importorskip("diffusers")
+    base = _diffusion(prediction, learn_sigma=learn_sigma)
+    sampler = DDPMSampler(base, steps=steps, clip_x0=clip_x0)
+    scheduler = diffusers.DDPMScheduler(
+        num_train_timesteps=base.num_timesteps,
+        trained_betas=base.betas.numpy(),
+        prediction_type=_DIFFUSERS_PREDICTION[prediction],
+        variance_type="learned_range" if learn_sigma else "fixed_small",
+        clip_sample=clip_x0,
+        clip_sample_range=1.0,
+    )
+    scheduler.set_timesteps(timesteps=sampler.chain.timestep_map.flip(0).tolist())
+    scheduler.alphas_cumprod = base.alphas_cumprod.clone()
+    model_fn = _with_variance_channels(base)
+    expected = _diffusers_loop(scheduler, model_fn, (256, 1), seed=3)
+    ours = _draw(sampler, model_fn, seed=3, n=256)
+    torch.testing.assert_close(ours, expected, rtol=0, atol=1e-12)
+
+
+@pytest.mark.parametrize("prediction", ["eps", "v", "x0"])
+@pytest.mark.parametrize("learn_sigma", [False, True])
+@pytest.mark.parametrize("clip_x0", [False, True])
+@pytest.mark.parametrize("steps", [10, 25])
+def test_ddim_matches_diffusers(prediction: str, learn_sigma: bool, clip_x0: bool, steps: int) -> None:
+    """DDIM on the ``ddimN`` stride equals diffusers' DDIMScheduler ("leading" spacing) for eta 0, 0.5 and 1,
+    with clipping (and eps recomputed from the clipped x0) or without, ignoring any variance channels."""
+    diffusers = pytest.importorskip("diffusers")
+    base = _diffusion(prediction, learn_sigma=learn_sigma)
+    model_fn = _with_variance_channels(base)
+    for eta in (0.0, 0.5, 1.0):
+        sampler = DDIMSampler(base, steps=f"ddim{steps}", eta=eta, clip_x0=clip_x0)
+        scheduler = diffusers.DDIMScheduler(
+            num_train_timesteps=base.num_timesteps,
+            trained_betas=base.betas.numpy(),
+            prediction_type=_DIFFUSERS_PREDICTION[prediction],
+            clip_sample=clip_x0,
+            clip_sample_range=1.0,
+        )
+        scheduler.set_timesteps(steps)
+        assert scheduler.timesteps.tolist() == sampler.chain.timestep_map.flip(0).tolist()
+        scheduler.alphas_cumprod = base.alphas_cumprod.clone()
+
+        def prediction_only(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+            return model_fn(x, t)[:, : x.shape[1]]
+
+        expected = _diffusers_loop(
+            scheduler, prediction_only, (256, 1), seed=4, eta=eta, use_clipped_model_output=True
+        )
+        ours = _draw(sampler, model_fn, seed=4, n=256)
+        torch.testing.assert_close(ours, expected, rtol=0, atol=1e-12)

@@ -135,19 +135,19 @@ def test_tube_embedding_tokens_and_temporal_upsampling():
     weight = model.x_embedder.proj.weight.reshape(16, -1)  # (D, C*s*p*p)
     tube = x[1, :, 2:4, 2:4, 4:6].reshape(-1)  # token frame 1, patch row 1, column 2
     torch.testing.assert_close(tokens[1, 1, 1 * 4 + 2], weight @ tube + model.x_embedder.proj.bias)
-    # the 3D transposed conv starts as frame repetition, and the fresh model outputs zeros
-    up = TemporalUpsample(3, 2).double()
-    y = torch.randn(2, 3, 2, 4, 4, dtype=torch.float64)
-    torch.testing.assert_close(up(y), y.repeat_interleave(2, dim=2))
+    # the 3D transposed conv starts as channel-block selection: frame k of a tube = decoded channels block k
+    up = TemporalUpsample(6, 3, 2).double()
+    y = torch.randn(2, 6, 2, 4, 4, dtype=torch.float64)
+    expected = torch.stack([y[:, :3], y[:, 3:]], dim=3).flatten(2, 3)  # (B, 3, [f0k0, f0k1, f1k0, f1k1])
+    torch.testing.assert_close(up(y), expected)
+    with pytest.raises(ValueError, match="at least 6"):
+        TemporalUpsample(5, 3, 2)
+    assert model.final_layer.linear.out_features == 2 * 2 * 2 * model.out_channels  # p*p*s*C_out
     assert torch.count_nonzero(model(x, TIMES)) == 0
     randomize_zero_init(model)
     out = model(x, TIMES)
     assert out.shape == (2, 4, 4, 8, 8)
-    # a tube's two frames come from one token frame: equal until the transposed conv learns otherwise
-    torch.testing.assert_close(out[:, :, 0], out[:, :, 1])
-    with torch.no_grad():
-        model.temporal_upsample.proj.weight.add_(0.1 * torch.randn_like(model.temporal_upsample.proj.weight))
-    out = model(x, TIMES)
+    # the two frames of a tube have their own outputs from the start (no repetition)
     assert not torch.allclose(out[:, :, 0], out[:, :, 1])
 
 
@@ -170,6 +170,32 @@ def test_tokens_injection_has_no_modulation_and_prepends_condition_tokens(num_cl
     assert not any(isinstance(m, AdaLNModulation) for m in model.modules())
     assert model.final_layer.adaLN_modulation is None and model.final_layer.norm_final.weight is not None
     assert model.blocks[0].norm1.weight is not None  # affine LayerNorms (standard block)
+@pytest.mark.parametrize("perturb_upsampler", [False, True])
+def test_tube_decoder_gives_a_tube_full_rank(perturb_upsampler):
+    """The Jacobian of the output over one tube (s frames x C channels at one pixel) w.r.t. the input tube has
+    full rank s*C: the s frames are not linear maps of the same C numbers (the bug was rank C of s*C)."""
+    model = tiny(patch_embed="tube", tube_stride=2, learn_sigma=False)  # C_out = C = 2: eps only
+    randomize_zero_init(model)
+    if perturb_upsampler:
+        with torch.no_grad():
+            weight = model.temporal_upsample.proj.weight
+            weight.add_(
+                0.3
+                * torch.randn(weight.shape, generator=torch.Generator().manual_seed(4), dtype=weight.dtype)
+            )
+    x = video()
+    b, r, c = 1, 3, 5
+
+    def tube_out(tube: torch.Tensor) -> torch.Tensor:
+        xx = x.clone()
+        xx[b, :, 2:4, r, c] = tube
+        return model(xx, TIMES)[b, :, 2:4, r, c].reshape(-1)  # (C * s,)
+
+    jacobian = torch.autograd.functional.jacobian(tube_out, x[b, :, 2:4, r, c].clone())
+    jacobian = jacobian.reshape(4, 4)  # (C*s out, C*s in)
+    assert torch.linalg.matrix_rank(jacobian).item() == 2 * model.in_channels
+
+
     assert model.num_condition_tokens == 1 + (num_classes > 0)
     shapes = []
     model.blocks[0].register_forward_hook(lambda m, args, out: shapes.append(args[0].shape))

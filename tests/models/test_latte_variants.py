@@ -90,7 +90,9 @@ def test_xl_parameter_counts_against_paper_table3():
 
 def test_switch_parameter_costs_documented():
     base = meta(size="XL").num_params()
-    assert meta(size="XL", patch_embed="tube", tube_stride=2).num_params() - base == 4 * 4 * H + 2 * 8 * 8 + 8
+    # tube, s = 2: Conv3d (s-1)*C*p*p*h, linear decoder (s-1)*p*p*C_out*(h+1), ConvTranspose3d s*C_out*C_out*s + C_out
+    tube = meta(size="XL", patch_embed="tube", tube_stride=2).num_params() - base
+    assert tube == 4 * 4 * H + 4 * 8 * (H + 1) + 16 * 8 * 2 + 8 == 55_592
     assert meta(size="XL", injection="tokens").num_params() == 448_009_376
     assert (
         base - meta(size="XL", injection="tokens").num_params()

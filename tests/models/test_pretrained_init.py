@@ -187,8 +187,16 @@ def test_tube_embedding_kernel_is_tiled_across_frames(tmp_path):
     dit = dit_state_dict()
     model = tiny_latte(patch_embed="tube", tube_stride=2)
     report = init_from_dit(model, save(dit, tmp_path / "dit.pt"))
-    assert report.tiled == ["pos_embed", "x_embedder.proj.weight"] and report.mismatched == []
+    tiled = ["pos_embed", "x_embedder.proj.weight", "final_layer.linear.weight", "final_layer.linear.bias"]
+    assert sorted(report.tiled) == sorted(tiled) and report.mismatched == []
     assert report.new == [k for k in model.state_dict() if k not in dit]
+    # the widened tube decoder: every frame block of (p1 p2 s c) is DiT's decoder, so with the upsampler's
+    # channel-block selection both frames of a tube decode a token as DiT does
+    token = torch.randn(3, model.hidden_size, dtype=model.final_layer.linear.weight.dtype)
+    ours = model.final_layer.linear(token).view(3, 2, 2, 2, -1)  # (n, p1, p2, s, c)
+    theirs = token @ dit["final_layer.linear.weight"].to(token).T + dit["final_layer.linear.bias"].to(token)
+    for k in range(2):
+        torch.testing.assert_close(ours[:, :, :, k].reshape(3, -1), theirs)
     weight = model.state_dict()["x_embedder.proj.weight"]  # (D, C, 2, p, p)
     bias = model.state_dict()["x_embedder.proj.bias"]
     frame = torch.randn(1, 4, 8, 8)
@@ -232,7 +240,8 @@ def test_ema_twin_equals_the_initialised_denoiser(tmp_path):
 
 
 def test_train_applies_the_init_and_writes_the_report(tmp_path):
-    from vidgen.train import _init_from_pretrained, train
+    from vidgen.models.pretrained import apply_pretrained as _init_from_pretrained
+    from vidgen.train import train
 
     dit = _tiny_dit_for_train(tmp_path)
     overrides = [

@@ -24,6 +24,7 @@ from vidgen.diffusion.samplers import (
     DDIMSampler,
     DDPMSampler,
     DPMSolverSampler,
+    RespacedSampler,
     Sampler,
     dpm_solver_grid,
 )
@@ -40,6 +41,7 @@ __all__ = [
     "DPMSolverSampler",
     "GaussianDiffusion",
     "ModelFn",
+    "RespacedSampler",
     "Sampler",
     "build_diffusion",
     "build_sampler",

@@ -101,7 +101,61 @@ def _full_t(index: int, x: torch.Tensor) -> torch.Tensor:
     return torch.full((x.shape[0],), index, dtype=torch.int64, device=x.device)
 
 
-class DDPMSampler(Sampler):
+class RespacedSampler(Sampler):
+    """Base class of the samplers that walk a respaced chain: one loop for all of them.
+
+    The loop runs from the chain's last index down to ``0``, calls the model once per index and hands its
+    output to :meth:`_step`, which is all a subclass defines.
+
+    Args:
+        diffusion: the training diffusion.
+        steps: number of steps (int) or a ``space_timesteps`` spacing string such as ``"ddim50"``.
+        clip_x0: clamp predicted ``x0`` to ``[-1, 1]`` at every step.
+    """
+
+    name = "respaced"
+    """Label of the progress bar."""
+
+    def __init__(self, diffusion: GaussianDiffusion, steps: int | str, clip_x0: bool = False) -> None:
+        self.chain = _respaced(diffusion, steps)
+        self.clip_x0 = clip_x0
+
+    @abstractmethod
+    def _step(
+        self,
+        chain: GaussianDiffusion,
+        model_output: torch.Tensor,
+        x: torch.Tensor,
+        t: torch.Tensor,
+        final: bool,
+        generator: torch.Generator | None,
+    ) -> torch.Tensor:
+        """One reverse step of ``chain`` (already on ``x``'s device) from ``x_t`` to ``x_{t-1}``.
+
+        Args:
+            chain: the respaced chain.
+            model_output: ``(B, C or 2C, ...)`` raw model output at ``(x, t)``.
+            x: ``(B, C, ...)`` current sample ``x_t``.
+            t: ``(B,)`` int64 index of this chain (the same for every sample).
+            final: ``t`` is ``0``, the last step (which returns the sample).
+            generator: source of any injected noise.
+
+        Returns:
+            ``(B, C, ...)`` sample at the previous index (the final sample when ``final``).
+        """
+
+    def _run(
+        self, model_fn: ModelFn, x: torch.Tensor, generator: torch.Generator | None, progress: bool
+    ) -> torch.Tensor:
+        chain = self.chain.to(x.device)  # coefficient tables next to the samples (no per-step copies)
+        model = chain.wrap_model(model_fn)
+        for i in _steps_bar(reversed(range(chain.num_timesteps)), chain.num_timesteps, progress, self.name):
+            t = _full_t(i, x)
+            x = self._step(chain, model(x, t), x, t, i == 0, generator)
+        return x
+
+
+class DDPMSampler(RespacedSampler):
     """Ancestral sampling (Ho et al.) on a respaced chain, with fixed-small or learned variance.
 
     Args:
@@ -110,27 +164,29 @@ class DDPMSampler(Sampler):
         clip_x0: clamp predicted ``x0`` to ``[-1, 1]`` at every step.
     """
 
+    name = "DDPM"
+
     def __init__(self, diffusion: GaussianDiffusion, steps: int | str = 250, clip_x0: bool = False) -> None:
-        self.chain = _respaced(diffusion, steps)
-        self.clip_x0 = clip_x0
+        super().__init__(diffusion, steps, clip_x0)
 
-    def _run(
-        self, model_fn: ModelFn, x: torch.Tensor, generator: torch.Generator | None, progress: bool
+    def _step(
+        self,
+        chain: GaussianDiffusion,
+        model_output: torch.Tensor,
+        x: torch.Tensor,
+        t: torch.Tensor,
+        final: bool,
+        generator: torch.Generator | None,
     ) -> torch.Tensor:
-        chain = self.chain.to(x.device)  # coefficient tables next to the samples (no per-step copies)
-        model = chain.wrap_model(model_fn)
-        for i in _steps_bar(reversed(range(chain.num_timesteps)), chain.num_timesteps, progress, "DDPM"):
-            t = _full_t(i, x)
-            out = chain.p_mean_variance(model(x, t), x, t, clip_x0=self.clip_x0)
-            if i > 0:
-                z = _randn(x.shape, generator, x.device, x.dtype)
-                x = out["mean"] + torch.exp(0.5 * out["log_variance"]) * z
-            else:
-                x = out["mean"]
-        return x
+        """``x_{t-1} = mean + exp(log_variance / 2) * z`` of the model posterior; the mean alone at ``t = 0``."""
+        out = chain.p_mean_variance(model_output, x, t, clip_x0=self.clip_x0)
+        if final:
+            return out["mean"]
+        z = _randn(x.shape, generator, x.device, x.dtype)
+        return out["mean"] + torch.exp(0.5 * out["log_variance"]) * z
 
 
-class DDIMSampler(Sampler):
+class DDIMSampler(RespacedSampler):
     """DDIM (Song et al.) on a respaced chain; ``eta=0`` is deterministic, ``eta=1`` matches DDPM's
     fixed-small ancestral step.
 
@@ -142,31 +198,35 @@ class DDIMSampler(Sampler):
         clip_x0: clamp predicted ``x0`` to ``[-1, 1]`` at every step.
     """
 
+    name = "DDIM"
+
     def __init__(
         self, diffusion: GaussianDiffusion, steps: int | str = 50, eta: float = 0.0, clip_x0: bool = False
     ) -> None:
         if eta < 0:
             raise ValueError(f"eta must be >= 0, got {eta}")
-        self.chain = _respaced(diffusion, steps)
+        super().__init__(diffusion, steps, clip_x0)
         self.eta = float(eta)
-        self.clip_x0 = clip_x0
 
-    def _run(
-        self, model_fn: ModelFn, x: torch.Tensor, generator: torch.Generator | None, progress: bool
+    def _step(
+        self,
+        chain: GaussianDiffusion,
+        model_output: torch.Tensor,
+        x: torch.Tensor,
+        t: torch.Tensor,
+        final: bool,
+        generator: torch.Generator | None,
     ) -> torch.Tensor:
-        chain = self.chain.to(x.device)  # coefficient tables next to the samples (no per-step copies)
-        model = chain.wrap_model(model_fn)
-        for i in _steps_bar(reversed(range(chain.num_timesteps)), chain.num_timesteps, progress, "DDIM"):
-            t = _full_t(i, x)
-            prediction, _ = chain.split_output(model(x, t), x)
-            pred_x0, pred_eps = chain.predict_x0_eps(prediction, x, t, clip_x0=self.clip_x0)
-            ab = gather(chain.alphas_cumprod, t, x)
-            ab_prev = gather(chain.alphas_cumprod_prev, t, x)
-            sigma = self.eta * torch.sqrt((1.0 - ab_prev) / (1.0 - ab) * (1.0 - ab / ab_prev))
-            direction = torch.sqrt((1.0 - ab_prev - sigma**2).clamp(min=0.0)) * pred_eps
-            x = torch.sqrt(ab_prev) * pred_x0 + direction
-            if i > 0 and self.eta > 0:
-                x = x + sigma * _randn(x.shape, generator, x.device, x.dtype)
+        """``x_{t-1} = sqrt(ab_prev) x0 + sqrt(1 - ab_prev - sigma^2) eps (+ sigma z unless final or eta = 0)``."""
+        prediction, _ = chain.split_output(model_output, x)
+        pred_x0, pred_eps = chain.predict_x0_eps(prediction, x, t, clip_x0=self.clip_x0)
+        ab = gather(chain.alphas_cumprod, t, x)
+        ab_prev = gather(chain.alphas_cumprod_prev, t, x)
+        sigma = self.eta * torch.sqrt((1.0 - ab_prev) / (1.0 - ab) * (1.0 - ab / ab_prev))
+        direction = torch.sqrt((1.0 - ab_prev - sigma**2).clamp(min=0.0)) * pred_eps
+        x = torch.sqrt(ab_prev) * pred_x0 + direction
+        if not final and self.eta > 0:
+            x = x + sigma * _randn(x.shape, generator, x.device, x.dtype)
         return x
 
 

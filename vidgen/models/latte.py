@@ -18,9 +18,12 @@ Model variants (``variant``, Fig. 2; ``depth`` = number of blocks for every vari
 
 Patch embedding (``patch_embed``, Sec. 3.3.1): ``frame`` = a 2D ``p x p`` patch embedding of every frame
 (default); ``tube`` = a Conv3d over ``s x p x p`` tubes (``tube_stride = s``; ``num_frames`` divisible by
-``s``) giving ``F/s`` token frames, and after the linear decoder and unpatchify a 3D transposed
-convolution (kernel = stride = ``(s, 1, 1)``, started as frame repetition) brings the output back to ``F``
-frames. The temporal table / RoPE then index token frames.
+``s``) giving ``F/s`` token frames. The linear decoder then emits ``p*p*s*C_out`` numbers per token (a
+bottleneck of ``s*C_out`` channels, so the ``s`` frames of a tube get independent outputs: with ``C_out``
+channels they would be linear maps of the same ``C_out`` numbers, rank ``C_out`` of ``s*C_out``), and after
+unpatchify a 3D transposed convolution ``s*C_out -> C_out`` (kernel = stride = ``(s, 1, 1)``, started as
+channel-block selection, i.e. as a direct tubelet decoder) brings the output back to ``F`` frames. The
+temporal table / RoPE then index token frames.
 
 Timestep/class injection (``injection``, Sec. 3.3.2): ``adaln`` = S-AdaLN (DiT's adaLN-Zero) in every block
 and the final layer (default); ``tokens`` = "all tokens": the timestep embedding and, when class-conditional,
@@ -86,8 +89,9 @@ FLOPs are not explained by the seed's description. The constant ~1.5 FLOPs ratio
 ``experiments/latte/flops.py`` lands within 0.6% of the paper's variants 1-3).
 
 How the other switches change the count (per block counts apply to every block they touch):
-``tube``: x_embedder ``+ (s-1) * C p^2 h`` (Conv3d weight), plus the transposed conv ``s*C_out^2 + C_out``
-(XL, s = 2: + 18,432 + 136 = 673,700,136); ``tokens``: per block ``- 6h^2 - 6h`` (no adaLN) ``+ 2h`` per
+``tube``: x_embedder ``+ (s-1) * C p^2 h`` (Conv3d weight), the wider linear decoder
+``+ (s-1) * p^2 C_out (h+1)``, and the transposed conv ``s^2 C_out^2 + C_out`` (XL, s = 2: + 18,432 + 36,896
++ 264 = 673,737,160); ``tokens``: per block ``- 6h^2 - 6h`` (no adaLN) ``+ 2h`` per
 affine LayerNorm (2 per block, 3 in variant 3), final layer ``- 2h^2`` (adaLN ``2h^2 + 2h`` out, affine LN
 ``2h`` in) (XL variant 1: 448,009,376); ``rope``: no change; ``text_dim = T``: per spatial-attention block
 ``+ 2h^2 + 2hT + 4h`` (XL variant 1, T = 768: 14 x 4,428,288 = + 61,996,032); ``num_classes = n``: + ``(n+1) h``
@@ -331,9 +335,11 @@ class Latte(nn.Module):
             )
             for role in self.layout
         )
-        self.final_layer = FinalLayer(hidden_size, patch_size, self.out_channels, modulated=modulated)
+        # the tube decoder emits s * C_out channels per token frame (one block per frame of the tube)
+        decoded = self.out_channels * self.tube_stride
+        self.final_layer = FinalLayer(hidden_size, patch_size, decoded, modulated=modulated)
         self.temporal_upsample = (
-            TemporalUpsample(self.out_channels, tube_stride) if patch_embed == "tube" else None
+            TemporalUpsample(decoded, self.out_channels, tube_stride) if patch_embed == "tube" else None
         )
 
         # Frozen position tables: buffers, not parameters, and not saved in the state dict (recomputed).
@@ -358,7 +364,7 @@ class Latte(nn.Module):
         Xavier-uniform linears with zero bias; the patch-embedding conv as a linear; label table and
         timestep MLP normal(0.02); every adaLN modulation and the final layer zero, so each block starts
         as the identity and the model outputs zeros. Cross-attention output projections zero (PixArt);
-        the tube's temporal upsampler starts as frame repetition.
+        the tube's temporal upsampler starts as channel-block selection (the decoder decodes tubelets).
         """
 
         def _xavier(module: nn.Module) -> None:

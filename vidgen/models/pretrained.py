@@ -9,6 +9,10 @@ Mapping, by parameter name (Latte's parameter names follow DiT's):
 * A 2D kernel where the model has the same kernel with one more (temporal) axis, the compression-frame (tube)
   patch embedding ``(D, C, s, p, p)`` from DiT's ``(D, C, p, p)``: repeated over the ``s`` frames and divided by
   ``s`` (so a clip of ``s`` equal frames gets DiT's response) -> ``tiled``.
+* The tube model's linear decoder ``final_layer.linear`` ``(p*p*s*C, D)`` (one block of ``C`` channels per
+  frame of a tube, ordered ``(p1 p2 s c)``) from DiT's ``(p*p*C, D)``: DiT's decoder copied into every block,
+  so that, with the temporal upsampler's channel-block-selection start, each frame of a tube gets DiT's
+  output for the token -> ``tiled``.
 * ``pos_embed`` ``(1, h*w, D)``: DiT's frozen 2D sin-cos table. Latte's spatial table is the same formula,
   a frozen buffer recomputed from the config (not a parameter, not saved) and added to the tokens of every
   frame, i.e. DiT's table tiled across the frames. Nothing needs copying: the table is compared with the
@@ -152,6 +156,23 @@ def _is_inflatable(model_shape: torch.Size, dit_shape: torch.Size) -> bool:
     )
 
 
+def _is_tube_decoder(model: nn.Module, key: str, model_shape: torch.Size, dit_shape: torch.Size) -> bool:
+    """The tube model's widened linear decoder (``s`` times DiT's outputs) for DiT's ``final_layer.linear``."""
+    if key not in ("final_layer.linear.weight", "final_layer.linear.bias"):
+        return False
+    if getattr(model, "temporal_upsample", None) is None:
+        return False
+    frames = int(getattr(model, "tube_stride", 1))
+    p = int(getattr(model, "patch_size", 0))
+    return (
+        frames > 1
+        and p > 0
+        and model_shape[1:] == dit_shape[1:]
+        and model_shape[0] == frames * dit_shape[0]
+        and dit_shape[0] % (p * p) == 0
+    )
+
+
 @torch.no_grad()
 def init_from_dit(model: nn.Module, path: str | Path) -> PretrainedReport:
     """Copy an ImageNet DiT checkpoint's matching weights into ``model`` (a Latte), in place.
@@ -183,6 +204,17 @@ def init_from_dit(model: nn.Module, path: str | Path) -> PretrainedReport:
         elif target[key].shape == value.shape:
             target[key].copy_(value.to(target[key].dtype))
             report.loaded.append(key)
+            used.add(key)
+        elif _is_tube_decoder(model, key, target[key].shape, value.shape):
+            frames = target[key].shape[0] // value.shape[0]
+            p, c = model.patch_size, value.shape[0] // model.patch_size**2
+            blocks = target[key].view(p, p, frames, c, *value.shape[1:])
+            blocks.copy_(value.view(p, p, 1, c, *value.shape[1:]).expand_as(blocks).to(blocks.dtype))
+            report.tiled.append(key)
+            report.notes[key] = (
+                f"tube decoder: DiT's {tuple(value.shape)} copied into each of the {frames} frame blocks -> "
+                f"{tuple(target[key].shape)}"
+            )
             used.add(key)
         elif _is_inflatable(target[key].shape, value.shape):
             frames = target[key].shape[2]

@@ -52,30 +52,46 @@ class TubePatchEmbed(nn.Module):
 
 
 class TemporalUpsample(nn.Module):
-    """The tube embedding's decoder tail: ``ConvTranspose3d(C, C, (s, 1, 1), stride=(s, 1, 1))`` named ``proj``.
+    """The tube embedding's decoder tail: ``ConvTranspose3d(s*C, C, (s, 1, 1), stride=(s, 1, 1))`` named ``proj``.
 
     Applied after the linear decoder and unpatchify (seed 002, Sec. 3.3.1: "temporal upsampling by a 3D
-    transposed convolution"): every token frame becomes ``s`` frames, each a per-pixel linear map of the
-    decoded channels. :meth:`reset_parameters` starts it as nearest-neighbour repetition (each output frame
-    of a tube = the decoded token frame), so a fresh model still outputs zeros.
+    transposed convolution"). The linear decoder emits ``in_channels = s * C`` channels per token frame (a
+    bottleneck wide enough for the ``s`` frames of a tube: with only ``C`` channels the ``s`` output frames
+    would be linear maps of the same ``C`` numbers, rank ``C`` of ``s*C``), and every token frame becomes
+    ``s`` frames of ``C`` channels, each a per-pixel linear map of the decoded channels.
+    :meth:`reset_parameters` starts it as channel-block selection: output frame ``k`` of a tube is decoded
+    channels ``k*C .. (k+1)*C - 1``, i.e. the linear decoder decodes the tubelet directly.
+
+    Args:
+        in_channels: decoded channels per token frame, ``>= s * out_channels`` (``s * out_channels`` as
+            Latte builds it).
+        out_channels: ``C`` channels of every output frame.
+        temporal_stride: ``s`` frames per tube.
     """
 
-    def __init__(self, channels: int, temporal_stride: int) -> None:
+    def __init__(self, in_channels: int, out_channels: int, temporal_stride: int) -> None:
         super().__init__()
+        if in_channels < temporal_stride * out_channels:
+            raise ValueError(
+                f"a tube decoder of {temporal_stride} frames x {out_channels} channels needs at least "
+                f"{temporal_stride * out_channels} decoded channels, got {in_channels}"
+            )
         self.temporal_stride = temporal_stride
+        self.out_channels = out_channels
         kernel = (temporal_stride, 1, 1)
-        self.proj = nn.ConvTranspose3d(channels, channels, kernel_size=kernel, stride=kernel)
+        self.proj = nn.ConvTranspose3d(in_channels, out_channels, kernel_size=kernel, stride=kernel)
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
-        """Identity per frame of the tube: ``weight[i, o, k] = [i == o]``, zero bias."""
+        """Channel-block selection: ``weight[k*C + o, o, k] = 1``, every other weight and the bias 0."""
         with torch.no_grad():
             self.proj.weight.zero_()
-            channels = self.proj.weight.shape[0]
-            index = torch.arange(channels, device=self.proj.weight.device)
-            self.proj.weight[index, index] = 1.0  # (C, s, 1, 1) slices
+            c, s = self.out_channels, self.temporal_stride
+            out = torch.arange(c, device=self.proj.weight.device)
+            for k in range(s):
+                self.proj.weight[k * c + out, out, k] = 1.0  # weight: (C_in, C, s, 1, 1)
             self.proj.bias.zero_()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """``(B, C, F/s, H, W) -> (B, C, F, H, W)``."""
+        """``(B, C_in, F/s, H, W) -> (B, C, F, H, W)``."""
         return self.proj(x)
