@@ -75,6 +75,50 @@ def test_real_data_recipe_is_the_papers(tmp_path: Path) -> None:
     assert cfg.sampler.name == "ddpm" and cfg.sampler.steps == 250 and cfg.guidance_scale == 7.0
 
 
+def _family_size(model: str, latte: str, unet: str) -> str:
+    return latte if model.startswith("latte_") else unet
+
+
+@pytest.mark.parametrize("model", MODELS)
+@pytest.mark.parametrize("data", DATASETS)
+def test_a_recipe_sizes_each_model_family_on_its_own(model: str, data: str, tmp_path: Path) -> None:
+    """Latte's recipes give Latte XL and the U-Net sd (Latte's XL never reaches the U-Net); the CPU recipe
+    gives every model its tiny size."""
+    cfg = compose_config([f"model={model}", f"data={data}"], run_dir=tmp_path)
+    if data == "synthetic":
+        assert cfg.model.size == "tiny"
+    else:
+        assert cfg.model.size == _family_size(model, latte="XL", unet="sd")
+
+
+@pytest.mark.parametrize("model", ["latte_v1", "latent_shift"])
+def test_without_a_recipe_each_model_keeps_its_size_and_the_command_line_wins(
+    model: str, tmp_path: Path
+) -> None:
+    cfg = compose_config([f"model={model}", "data=ucf101", "recipe=none"], run_dir=tmp_path)
+    assert cfg.model.size == _family_size(model, latte="S", unet="sd")
+    cfg = compose_config([f"model={model}", "data=ucf101", "recipe=synthetic"], run_dir=tmp_path)
+    assert cfg.model.size == "tiny"
+    cfg = compose_config([f"model={model}", "data=ucf101", "model.size=tiny"], run_dir=tmp_path)
+    assert cfg.model.size == "tiny"
+
+
+@pytest.mark.parametrize("data", [d for d in DATASETS if d != "synthetic"])
+def test_paper_recipes_take_the_sd_vae_from_its_one_file(data: str, tmp_path: Path) -> None:
+    cfg = compose_config([f"data={data}"], run_dir=tmp_path)
+    expected = OmegaConf.to_container(OmegaConf.load(Path(CONFIG_DIR) / "autoencoder" / "sd_vae.yaml"))
+    if data == "webvid":  # Latent-Shift's recipe: the VAE of the local Stable Diffusion folder
+        expected.update(path="${paths.stable_diffusion}", subfolder="vae")
+    assert OmegaConf.to_container(cfg.autoencoder) == expected
+
+
+@pytest.mark.parametrize("recipe", sorted(p.stem for p in (Path(CONFIG_DIR) / "recipe").glob("*.yaml")))
+def test_recipes_set_no_model_key(recipe: str) -> None:
+    """A recipe serves every model: model values are per family (model_size_by_family), never model.*."""
+    node = OmegaConf.load(Path(CONFIG_DIR) / "recipe" / f"{recipe}.yaml")
+    assert "model" not in node
+
+
 def test_experiment_and_debug_configs_compose(tmp_path: Path) -> None:
     cfg = compose_config(["experiment=latte_ucf101"], run_dir=tmp_path)
     assert cfg.data.name == "ucf101" and cfg.trainer.strategy == "ddp"

@@ -328,9 +328,14 @@ def test_bad_values_name_the_key(kwargs: dict, key: str) -> None:
         assert "'XL'" in message and "model.size=sd" in message and "model.size=tiny" in message
 
 
-def test_a_dataset_recipe_with_latte_size_fails_at_start_naming_model_size(tmp_path: Path) -> None:
-    cfg = compose_config(["model=latent_shift", "data=ucf101"], run_dir=tmp_path)
-    assert cfg.model.size == "XL"  # conf/recipe/ucf101.yaml is Latte's recipe
+@pytest.mark.parametrize("name", ["latent_shift", "latent_vdm", "latent_2d"])
+def test_a_latte_dataset_recipe_gives_the_unet_its_own_size(name: str, tmp_path: Path) -> None:
+    cfg = compose_config([f"model={name}", "data=ucf101"], run_dir=tmp_path)
+    assert cfg.model.size == "sd"  # conf/recipe/ucf101.yaml is Latte's recipe: its XL is Latte's only
+
+
+def test_a_latte_size_set_on_the_unet_fails_at_start_naming_model_size(tmp_path: Path) -> None:
+    cfg = compose_config(["model=latent_shift", "data=ucf101", "model.size=XL"], run_dir=tmp_path)
     with pytest.raises(ConfigError, match=r"model\.size: unknown size 'XL'.*model\.size=sd"):
         instantiate_node(cfg.model)
 
