@@ -293,3 +293,41 @@ def test_train_end_to_end_with_text(tiny_clip, tmp_path):
         sampler={"name": "ddim", "steps": 2},
     )
     assert not torch.equal(videos, other)  # the captions reach the denoiser
+
+
+def test_joint_training_images_get_their_own_captions_with_their_own_dropout(conditioner):
+    """``image_captions`` in the default collate's layout (K sequences of B strings) -> ``cond.images``:
+    each image's own caption's states, ``(B, K, L, D)``; in training each image drops independently."""
+    from torch.utils.data import default_collate
+
+    items = [
+        {"caption": CAPTIONS[0], "image_captions": [CAPTIONS[1], CAPTIONS[2]]},
+        {"caption": CAPTIONS[2], "image_captions": [CAPTIONS[0], CAPTIONS[1]]},
+        {"caption": CAPTIONS[1], "image_captions": [CAPTIONS[2], CAPTIONS[0]]},
+    ]
+    batch = default_collate(items)
+    cond = conditioner(batch)
+    assert cond.images.text.shape == (3, 2, MAX_LENGTH, TEXT_WIDTH)
+    assert cond.images.text_mask.shape == (3, 2, MAX_LENGTH) and cond.images.pooled_text.shape == (
+        3,
+        2,
+        TEXT_WIDTH,
+    )
+    for b, item in enumerate(items):
+        own = conditioner({"caption": item["image_captions"]})  # each image's caption on its own
+        torch.testing.assert_close(cond.images.text[b], own.text)
+        assert torch.equal(cond.images.text_mask[b], own.text_mask)
+    torch.testing.assert_close(cond.text, conditioner({"caption": [i["caption"] for i in items]}).text)
+
+    generator = torch.Generator().manual_seed(1)
+    big = default_collate(items * 8)  # 24 clips, 48 images
+    dropped = conditioner(big, train=True, generator=generator)  # drop_prob 0.5
+    null = conditioner.null(1)
+    image_drops = (dropped.images.text == null.text[:, None]).flatten(2).all(dim=2)  # (B, K)
+    clip_drops = (dropped.text == null.text).flatten(1).all(dim=1)
+    assert 0 < image_drops.sum() < image_drops.numel()
+    assert not torch.equal(image_drops[:, 0], clip_drops) and not torch.equal(
+        image_drops[:, 0], image_drops[:, 1]
+    )
+    with pytest.raises(ValueError, match="image_captions"):
+        conditioner({"caption": CAPTIONS[:3], "image_captions": [CAPTIONS[:2]]})

@@ -172,6 +172,8 @@ def test_video_folder_joint_frames_come_from_other_videos(ucf_tree: Path) -> Non
             # the grey level of the appended frame is the recorded frame of the source video
             available = dm.train_set._num_available(entries[source])
             assert ids[3 + k] == t and 0 <= t < available
+            # each image's own label: its source video's class folder
+            assert int(item["image_labels"][k]) == dm.train_set.labels[source]
 
 
 def test_synthetic_frame_stride_renders_every_sth_frame_of_a_longer_motion() -> None:
@@ -201,3 +203,17 @@ def test_render_frames_matches_the_full_render() -> None:
     assert torch.equal(dataset.render_frames(spec, [4, 0]), full[:, [4, 0]])
     with pytest.raises(IndexError):
         dataset.render_frames(spec, [6])
+
+
+def test_joint_items_carry_each_images_own_label_and_caption() -> None:
+    """``image_labels`` / ``image_captions`` are those of each image's source clip (not the clip's own)."""
+    dm = _synthetic(joint_image_frames=K)
+    batch = next(iter(dm.train_dataloader()))
+    assert batch["image_labels"].shape == (B, K) and batch["image_labels"].dtype == torch.long
+    captions = batch["image_captions"]  # the default collate: K sequences of B strings
+    assert len(captions) == K and all(len(column) == B for column in captions)
+    for b in range(B):
+        for k in range(K):
+            spec = dm.train_set.describe(int(batch["image_sources"][b, k, 0]))
+            assert int(batch["image_labels"][b, k]) == spec.label
+            assert captions[k][b] == spec.caption

@@ -192,3 +192,12 @@ def test_the_data_config_builds_the_module(webvid: Path, tmp_path: Path) -> None
     batch = next(iter(data.train_dataloader()))
     assert batch["video"].shape == (2, 3, 4, 16, 16) and all(isinstance(c, str) for c in batch["caption"])
     assert torch.isfinite(batch["video"]).all()
+
+
+def test_joint_training_images_carry_their_own_videos_captions(webvid: Path) -> None:
+    data = _module(webvid, joint_image_frames=3)
+    dataset = data.training_dataset()
+    item = dataset[0]
+    assert item["video"].shape == (3, 4 + 3, 16, 16) and len(item["image_captions"]) == 3
+    for (source, _), caption in zip(item["image_sources"].tolist(), item["image_captions"]):
+        assert caption == data.train_set.caption(source) and source != item["index"]

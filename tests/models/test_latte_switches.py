@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import itertools
 import math
+from dataclasses import replace
 
 import pytest
 import torch
@@ -44,12 +45,30 @@ def text(b=2, length=5, seed=3) -> torch.Tensor:
 MASK = torch.tensor([[True, True, True, False, False], [True] * 5])
 
 
-def make_cond(conditioning: str, num_video_frames: int | None = None) -> Cond:
+#: joint training: the own labels of up to 3 images per sample (another class than the clip's, mostly)
+IMAGE_LABELS = torch.tensor([[0, 2, 1], [2, 0, 0]])
+
+
+def image_text(num_images: int, seed: int = 7) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(text (2, K, 5, TEXT_DIM), mask (2, K, 5))``: each image's own caption states."""
+    states = torch.stack([text(seed=seed + k) for k in range(num_images)], dim=1)
+    return states, MASK[:, None].expand(2, num_images, 5)
+
+
+def make_cond(conditioning: str, num_video_frames: int | None = None, num_images: int = 0) -> Cond:
+    """The clip's condition; with ``num_images`` appended images, each image's own (``cond.images``)."""
+    images = None
+    if num_images and conditioning == "class":
+        images = Cond(labels=IMAGE_LABELS[:, :num_images])
+    elif num_images and conditioning == "text":
+        states, mask = image_text(num_images)
+        images = Cond(text=states, text_mask=mask)
     return Cond(
         labels=torch.tensor([1, 3]) if conditioning == "class" else None,
         text=text() if conditioning == "text" else None,
         text_mask=MASK if conditioning == "text" else None,
         num_video_frames=num_video_frames,
+        images=images,
     )
 
 
@@ -87,7 +106,7 @@ def test_every_switch_combination_trains(
     randomize_zero_init(model)
     frames = 6 if joint else 4  # joint training: 4 clip frames + 2 independent images
     x = video(f=frames).requires_grad_(True)
-    cond = make_cond(conditioning, num_video_frames=4 if joint else None)
+    cond = make_cond(conditioning, num_video_frames=4 if joint else None, num_images=2 if joint else 0)
     if joint and patch_embed == "tube":
         with pytest.raises(ValueError, match="patch_embed=tube"):
             model(x, TIMES, cond)
@@ -116,7 +135,7 @@ def test_gradient_checkpointing_exact_with_every_switch():
         ).train()
         randomize_zero_init(model)
         x = video(f=6).requires_grad_(True)
-        model(x, TIMES, make_cond("text", num_video_frames=4)).square().sum().backward()
+        model(x, TIMES, make_cond("text", num_video_frames=4, num_images=2)).square().sum().backward()
         results.append((x.grad.clone(), {n: p.grad.clone() for n, p in model.named_parameters()}))
     torch.testing.assert_close(results[1][0], results[0][0])
     for name, grad in results[0][1].items():
@@ -151,25 +170,6 @@ def test_tube_embedding_tokens_and_temporal_upsampling():
     assert not torch.allclose(out[:, :, 0], out[:, :, 1])
 
 
-def test_tube_frames_must_divide():
-    with pytest.raises(ConfigError) as info:
-        Latte(**{**TINY, "patch_embed": "tube", "tube_stride": 3})
-    assert info.value.key == "model.tube_stride"
-    Latte(**{**TINY, "tube_stride": 3})  # only checked with the tube embedding
-    model = tiny(patch_embed="tube", tube_stride=2)
-    with pytest.raises(ValueError, match="tube_stride"):
-        model(video(f=5), TIMES)
-
-
-# --------------------------------------------------------------------------------- all-tokens injection
-
-
-@pytest.mark.parametrize("num_classes", [0, 3])
-def test_tokens_injection_has_no_modulation_and_prepends_condition_tokens(num_classes):
-    model = tiny(injection="tokens", num_classes=num_classes, variant=3)
-    assert not any(isinstance(m, AdaLNModulation) for m in model.modules())
-    assert model.final_layer.adaLN_modulation is None and model.final_layer.norm_final.weight is not None
-    assert model.blocks[0].norm1.weight is not None  # affine LayerNorms (standard block)
 @pytest.mark.parametrize("perturb_upsampler", [False, True])
 def test_tube_decoder_gives_a_tube_full_rank(perturb_upsampler):
     """The Jacobian of the output over one tube (s frames x C channels at one pixel) w.r.t. the input tube has
@@ -196,6 +196,25 @@ def test_tube_decoder_gives_a_tube_full_rank(perturb_upsampler):
     assert torch.linalg.matrix_rank(jacobian).item() == 2 * model.in_channels
 
 
+def test_tube_frames_must_divide():
+    with pytest.raises(ConfigError) as info:
+        Latte(**{**TINY, "patch_embed": "tube", "tube_stride": 3})
+    assert info.value.key == "model.tube_stride"
+    Latte(**{**TINY, "tube_stride": 3})  # only checked with the tube embedding
+    model = tiny(patch_embed="tube", tube_stride=2)
+    with pytest.raises(ValueError, match="tube_stride"):
+        model(video(f=5), TIMES)
+
+
+# --------------------------------------------------------------------------------- all-tokens injection
+
+
+@pytest.mark.parametrize("num_classes", [0, 3])
+def test_tokens_injection_has_no_modulation_and_prepends_condition_tokens(num_classes):
+    model = tiny(injection="tokens", num_classes=num_classes, variant=3)
+    assert not any(isinstance(m, AdaLNModulation) for m in model.modules())
+    assert model.final_layer.adaLN_modulation is None and model.final_layer.norm_final.weight is not None
+    assert model.blocks[0].norm1.weight is not None  # affine LayerNorms (standard block)
     assert model.num_condition_tokens == 1 + (num_classes > 0)
     shapes = []
     model.blocks[0].register_forward_hook(lambda m, args, out: shapes.append(args[0].shape))
@@ -361,12 +380,14 @@ def test_joint_training_clip_and_images_are_independent(variant, injection, temp
     randomize_zero_init(model)
     x = video(f=7)  # 4 clip frames + 3 images
     with torch.no_grad():
-        out = model(x, TIMES, make_cond(conditioning, num_video_frames=4))
+        cond = make_cond(conditioning, num_video_frames=4, num_images=3)
+        out = model(x, TIMES, cond)
         assert out.shape == (2, 4, 7, 8, 8)
         torch.testing.assert_close(out[:, :, :4], model(x[:, :, :4], TIMES, make_cond(conditioning)))
-        for k in range(4, 7):
-            alone = model(x[:, :, k : k + 1], TIMES, make_cond(conditioning, num_video_frames=0))
-            torch.testing.assert_close(out[:, :, k : k + 1], alone)
+        for k in range(3):  # image k alone, under its own condition
+            own = None if cond.images is None else cond.images.select((slice(None), slice(k, k + 1)))
+            alone = model(x[:, :, 4 + k : 5 + k], TIMES, replace(cond, num_video_frames=0, images=own))
+            torch.testing.assert_close(out[:, :, 4 + k : 5 + k], alone)
         # an image frame is not a 1-frame clip: it gets no temporal attention and no temporal table
         as_clip = model(x[:, :, 4:5], TIMES, make_cond(conditioning))
         assert not torch.allclose(as_clip, out[:, :, 4:5])
@@ -398,7 +419,8 @@ def test_joint_training_adds_the_temporal_table_to_clip_frames_only():
     with torch.no_grad():
         model(x, TIMES, Cond(num_video_frames=4))
         before = rearrange(
-            model.blocks[0](model._embed(x), model._condition(TIMES, None, 2)[0]), "b f s d -> b s f d"
+            model.blocks[0](model._embed(x), model._condition(TIMES, None, None, 2, 6)[0]),
+            "b f s d -> b s f d",
         )
     added = seen["in"] - before  # (B, S, F, D)
     torch.testing.assert_close(added[:, :, :4], model.temp_embed.expand_as(added[:, :, :4]))

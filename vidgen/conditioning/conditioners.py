@@ -94,18 +94,38 @@ class ClassConditioner(Conditioner):
     def forward(
         self, batch: dict[str, Any], train: bool = False, generator: torch.Generator | None = None
     ) -> Cond:
-        """``batch["label"]: (B,)`` -> ``Cond(labels=(B,))``, with null-class dropout when ``train``."""
+        """``batch["label"]: (B,)`` -> ``Cond(labels=(B,))``, with null-class dropout when ``train``.
+
+        Image-video joint training: ``batch["image_labels"]: (B, K)``, the label of each appended image's
+        own clip, becomes ``cond.images.labels`` with its own dropout (drawn after the clips').
+        """
         if "label" not in batch:
             raise KeyError("class conditioning needs a 'label' in every batch; this dataset has no labels")
-        labels = torch.as_tensor(batch["label"]).long()
-        if labels.min() < 0 or labels.max() >= self.num_classes:
+        cond = Cond(labels=self._dropped(self._checked(batch["label"], "label"), train, generator))
+        if "image_labels" in batch:
+            image_labels = self._checked(batch["image_labels"], "image_labels")
+            if image_labels.dim() != 2 or image_labels.shape[0] != cond.labels.shape[0]:
+                raise ValueError(
+                    f"batch['image_labels'] must have shape (B, K) = ({cond.labels.shape[0]}, K), "
+                    f"got {tuple(image_labels.shape)}"
+                )
+            cond.images = Cond(labels=self._dropped(image_labels, train, generator))
+        return cond
+
+    def _checked(self, labels: Any, key: str) -> torch.Tensor:
+        labels = torch.as_tensor(labels).long()
+        if labels.numel() and (labels.min() < 0 or labels.max() >= self.num_classes):
             raise ValueError(
-                f"labels must lie in [0, {self.num_classes}); got {labels.min()}..{labels.max()}"
+                f"batch['{key}'] must lie in [0, {self.num_classes}); got {labels.min()}..{labels.max()}"
             )
-        if train and self.drop_prob > 0:
-            drop = torch.rand(labels.shape, generator=generator) < self.drop_prob
-            labels = torch.where(drop.to(labels.device), torch.full_like(labels, self.null_index), labels)
-        return Cond(labels=labels)
+        return labels
+
+    def _dropped(self, labels: torch.Tensor, train: bool, generator: torch.Generator | None) -> torch.Tensor:
+        """Each label (any shape) replaced by the null class with probability ``drop_prob`` in training."""
+        if not (train and self.drop_prob > 0):
+            return labels
+        drop = torch.rand(labels.shape, generator=generator) < self.drop_prob
+        return torch.where(drop.to(labels.device), torch.full_like(labels, self.null_index), labels)
 
     def null(self, n: int, device: torch.device | str = "cpu") -> Cond:
         return Cond(labels=torch.full((n,), self.null_index, dtype=torch.long, device=device))

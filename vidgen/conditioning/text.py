@@ -256,16 +256,55 @@ class TextConditioner(Conditioner):
         self, batch: dict[str, Any], train: bool = False, generator: torch.Generator | None = None
     ) -> Cond:
         """``batch["caption"]``: ``B`` strings -> text condition; in training each caption is replaced by
-        the empty caption with probability ``drop_prob`` (its states are then exactly :meth:`null`'s)."""
+        the empty caption with probability ``drop_prob`` (its states are then exactly :meth:`null`'s).
+
+        Image-video joint training: ``batch["image_captions"]``, the caption of each appended image's own
+        clip as the default collate lays out per-item lists of ``K`` strings (``K`` sequences of ``B``
+        strings), becomes ``cond.images`` (``text (B, K, L, D)``, ...) with its own dropout (drawn after
+        the clips').
+        """
         captions = self._captions(batch)
         self._remember(captions)
-        text, mask, pooled = self.encode(captions)
-        if train and self.drop_prob > 0:
-            drop = (torch.rand(len(captions), generator=generator) < self.drop_prob).to(text.device)
-            text = torch.where(drop[:, None, None], self.null_text, text)
-            mask = torch.where(drop[:, None], self.null_mask, mask)
-            pooled = torch.where(drop[:, None], self.null_pooled, pooled)
-        return self._cond(text, mask, pooled)
+        cond = self._cond(*self._dropped(*self.encode(captions), train, generator))
+        if "image_captions" in batch:
+            per_image = self._image_captions(batch["image_captions"], len(captions))  # B lists of K
+            num_images = len(per_image[0])
+            flat = [caption for row in per_image for caption in row]
+            states = self._dropped(*self.encode(flat), train, generator)
+            text, mask, pooled = (v.unflatten(0, (len(captions), num_images)) for v in states)
+            cond.images = self._cond(text, mask, pooled)
+        return cond
+
+    @staticmethod
+    def _image_captions(collated: Any, batch_size: int) -> list[list[str]]:
+        """``K`` sequences of ``B`` strings (the collated layout) -> ``B`` lists of ``K`` strings."""
+        columns = [list(column) for column in collated]
+        if not columns or any(len(column) != batch_size for column in columns):
+            raise ValueError(
+                f"batch['image_captions'] must hold K >= 1 sequences of {batch_size} strings (one per clip), "
+                f"got lengths {[len(column) for column in columns]}"
+            )
+        if not all(isinstance(c, str) for column in columns for c in column):
+            raise TypeError("batch['image_captions'] must hold strings")
+        return [list(row) for row in zip(*columns)]
+
+    def _dropped(
+        self,
+        text: torch.Tensor,
+        mask: torch.Tensor,
+        pooled: torch.Tensor,
+        train: bool,
+        generator: torch.Generator | None,
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Each of the ``N`` captions' states replaced by the empty caption's with probability ``drop_prob``
+        in training (``text (N, L, D)``, ``mask (N, L)``, ``pooled (N, D)``)."""
+        if not (train and self.drop_prob > 0):
+            return text, mask, pooled
+        drop = (torch.rand(text.shape[0], generator=generator) < self.drop_prob).to(text.device)
+        text = torch.where(drop[:, None, None], self.null_text, text)
+        mask = torch.where(drop[:, None], self.null_mask, mask)
+        pooled = torch.where(drop[:, None], self.null_pooled, pooled)
+        return text, mask, pooled
 
     def null(self, n: int, device: torch.device | str = "cpu") -> Cond:
         """The empty caption's states for ``n`` samples."""

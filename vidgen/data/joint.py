@@ -5,17 +5,21 @@ of the selected video; the temporal blocks see only the video's frames, the spat
 of them. :class:`JointImageFrames` wraps a training dataset so that each item's ``video`` is
 ``(C, F + K, H, W)``: the ``F`` clip frames, then ``K`` frames each taken from another clip of the same split
 (never the clip itself; the source clip and the frame within it are drawn independently per image, with
-replacement), and adds ``num_video_frames = F`` (collated to a ``(B,)`` LongTensor) and ``image_sources``,
-``(K, 2)`` int64 rows ``(source index, frame number)``.
+replacement), and adds ``num_video_frames = F`` (collated to a ``(B,)`` LongTensor), ``image_sources``,
+``(K, 2)`` int64 rows ``(source index, frame number)``, and each image's own condition, that of the clip it
+was taken from (Latte's reference embeds every image's own label / caption): ``image_labels`` ``(K,)`` int64
+when the items have a ``label``, ``image_captions`` (a list of ``K`` strings; the default collate makes it
+``K`` sequences of ``B`` strings) when they have a ``caption``. The conditioners turn these into
+``Cond.images``; the clip's own label / caption never conditions the images.
 
 The draws come from ``(seed, epoch, index)`` only, so they are deterministic, differ between epochs and
 survive a resume exactly like the rest of :class:`~vidgen.data.loader.ResumableDataLoader`'s data (it calls
 :meth:`JointImageFrames.set_epoch`). Validation and evaluation data are never wrapped.
 
-The wrapped dataset provides ``random_frame(index, rng) -> ((C, 1, H, W), frame number)`` (both
-:class:`~vidgen.data.synthetic.SyntheticVideoDataset` and
-:class:`~vidgen.data.video_folder.VideoFolderDataset` do); an unreadable source video is replaced by the next
-other clip (the dataset counts and reports it).
+The wrapped dataset provides ``random_frame(index, rng) -> ((C, 1, H, W), frame number)`` and
+``condition_of(index) -> {"label"?, "caption"?}`` (:class:`~vidgen.data.synthetic.SyntheticVideoDataset`,
+:class:`~vidgen.data.video_folder.VideoFolderDataset` and :class:`~vidgen.data.webvid.WebVidDataset` do);
+an unreadable source video is replaced by the next other clip (the dataset counts and reports it).
 """
 
 from __future__ import annotations
@@ -48,11 +52,12 @@ class JointImageFrames(Dataset):
         super().__init__()
         if isinstance(num_images, bool) or not isinstance(num_images, int | np.integer) or num_images < 1:
             raise ConfigError("data.joint_image_frames", f"must be an integer >= 1, got {num_images!r}")
-        if not callable(getattr(dataset, "random_frame", None)):
-            raise ConfigError(
-                "data.joint_image_frames",
-                f"{type(dataset).__name__} cannot give single frames (random_frame)",
-            )
+        for method in ("random_frame", "condition_of"):
+            if not callable(getattr(dataset, method, None)):
+                raise ConfigError(
+                    "data.joint_image_frames",
+                    f"{type(dataset).__name__} cannot give single frames with their condition ({method})",
+                )
         if len(dataset) < 2:
             raise ConfigError(
                 "data.joint_image_frames",
@@ -96,4 +101,9 @@ class JointImageFrames(Dataset):
         item["video"] = torch.cat([video, *(frame.to(video.dtype) for frame, _, _ in images)], dim=1)
         item["num_video_frames"] = int(video.shape[1])
         item["image_sources"] = torch.tensor([[source, t] for _, source, t in images], dtype=torch.long)
+        conditions = [self.dataset.condition_of(source) for _, source, _ in images]
+        if "label" in item:
+            item["image_labels"] = torch.tensor([int(c["label"]) for c in conditions], dtype=torch.long)
+        if "caption" in item:
+            item["image_captions"] = [str(c["caption"]) for c in conditions]
         return item

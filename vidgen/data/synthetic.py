@@ -422,6 +422,12 @@ class SyntheticVideoDataset(Dataset):
         t = int(rng.integers(spec.num_frames))
         return self.render_frames(spec, [t]), t
 
+    def condition_of(self, index: int) -> dict[str, int | str]:
+        """What conditions clip ``index``, as :meth:`__getitem__` gives it, without rendering: ``{"label",
+        "caption"}``. Used for image-video joint training (each appended image keeps its own clip's)."""
+        spec = self.describe(index)
+        return {"label": spec.label, "caption": spec.caption}
+
     def __getitem__(self, index: int) -> dict[str, torch.Tensor | int | str]:
         spec = self.describe(index)
         return {"video": self.render(spec), "label": spec.label, "caption": spec.caption, "index": spec.index}

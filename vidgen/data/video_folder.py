@@ -337,6 +337,12 @@ class VideoFolderDataset(Dataset):
             frame = frame.flip(-1)
         return frame, t
 
+    def condition_of(self, index: int) -> dict[str, int | str]:
+        """What conditions video ``index``, as :meth:`__getitem__` gives it, without decoding: ``{"label"}``
+        with ``class_from_folder``, else nothing. Used for image-video joint training (each appended image
+        keeps its own video's condition)."""
+        return {"label": self._labels[int(index)]} if self.class_from_folder else {}
+
     def __getitem__(self, index: int) -> dict[str, torch.Tensor | int]:
         index = int(index)
         if not 0 <= index < len(self):

@@ -201,6 +201,10 @@ class WebVidDataset(VideoFolderDataset):
         """The caption of video ``index`` (no decoding)."""
         return self.entries[int(index)].caption
 
+    def condition_of(self, index: int) -> dict[str, int | str]:
+        """``{"caption"}`` of video ``index`` (no decoding; see :meth:`VideoFolderDataset.condition_of`)."""
+        return {"caption": self.caption(index)}
+
     def __getitem__(self, index: int) -> dict[str, Any]:
         item: dict[str, Any] = super().__getitem__(index)
         item["caption"] = self.entries[int(item["index"])].caption

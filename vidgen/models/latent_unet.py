@@ -40,7 +40,9 @@ included), so the default ignores the mask. Class labels are not supported (rais
 Image-video joint training (``cond.num_video_frames = F`` with ``x`` of ``F + K`` frames): the shift and
 the temporal attention connect the first ``F`` frames only; each of the ``K`` appended images is a
 one-frame video (zeros in both shifted parts; temporal attention over itself alone), which is what the
-model does for ``F = 1`` (text-to-image). ``num_video_frames = 0``: every frame is an independent image.
+model does for ``F = 1`` (text-to-image), and its cross-attention reads its own caption (``cond.images``,
+:meth:`~vidgen.conditioning.Cond.per_frame`), never the clip's. ``num_video_frames = 0``: every frame is an
+independent image.
 
 Sizes (``size``): ``sd`` = Stable Diffusion 1.x's U-Net (blocks 320/640/1280/1280, 2 layers per block,
 8 heads, 32 norm groups, cross-attention width 768); ``tiny`` = a two-level U-Net for CPU work (blocks
@@ -327,8 +329,9 @@ class LatentUNet(nn.Module):
             x: ``(B, C, F, H, W)`` noisy latent video.
             t: ``(B,)`` timesteps, int or float (a 0-d tensor is broadcast to the batch).
             cond: optional; ``text (B, L, cross_attention_dim)`` [+ ``text_mask (B, L)``, used with
-                ``use_text_mask``]; ``num_video_frames`` for image-video joint training. No text: the
-                unconditional all-zero token. ``labels`` are not supported.
+                ``use_text_mask``]; ``num_video_frames`` for image-video joint training, with ``images``
+                (each appended image's own caption) for a text model. No text: the unconditional all-zero
+                token. ``labels`` are not supported.
 
         Returns:
             ``(B, C_out, F, H, W)`` with ``C_out = 2C`` when ``learn_sigma`` else ``C``.
@@ -343,16 +346,32 @@ class LatentUNet(nn.Module):
             t = t.expand(batch)
         if t.shape != (batch,):
             raise ValueError(f"t must have shape ({batch},), got {tuple(t.shape)}")
-        text, mask = self._text(cond, batch, x)
+        text, mask = self._frame_text(cond, batch, x)
         with self.frame_context.use(frames, clip):
             out = self.unet(
                 frames_to_batch(x),  # (B*F, C, H, W)
                 t.repeat_interleave(frames),  # (B*F,)
-                encoder_hidden_states=text.repeat_interleave(frames, dim=0),  # (B*F, L, D)
-                encoder_attention_mask=None if mask is None else mask.repeat_interleave(frames, dim=0),
+                encoder_hidden_states=text,  # (B*F, L, D)
+                encoder_attention_mask=mask,  # (B*F, L) | None
                 return_dict=False,
             )[0]
         return batch_to_frames(out, frames)
+
+    def _frame_text(
+        self, cond: Cond | None, batch: int, x: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Every frame's text states ``(B*F, L, D)`` (and mask ``(B*F, L)`` with ``use_text_mask``), clip-major:
+        the clip's caption for its frames and, under image-video joint training, each appended image's own
+        caption (``cond.images``) for the image."""
+        frames = x.shape[2]
+        text, mask = self._text(cond, batch, x)  # the clip's, checked
+        if cond is None or cond.text is None or not cond.has_own_frame_conditions(frames):
+            return text.repeat_interleave(frames, dim=0), None if mask is None else mask.repeat_interleave(
+                frames, dim=0
+            )
+        per_frame = cond.per_frame(frames)
+        frame_mask = None if mask is None else per_frame.text_mask.to(x.dtype)
+        return per_frame.text.to(x.dtype), frame_mask
 
     def _clip_frames(self, cond: Cond | None, total: int) -> int | None:
         """Frames of the video clip under image-video joint training; None when every frame is the clip."""

@@ -51,17 +51,20 @@ per-token text states ``cond.text`` projected by the block (``cond.text_mask`` r
 practice is followed: no norm, no modulation, no gate, output projection zero-initialised (a fresh text
 model computes exactly what its unconditional twin does). The timestep still enters by adaLN (or tokens);
 ``cond.pooled_text`` is accepted and not used (as in PixArt-alpha / Latte T2V). A text model raises when
-``cond.text`` is missing, a model without text when text is given. With image-video joint training the
-appended images attend to their sample's caption (``Cond`` carries one caption per sample).
+``cond.text`` is missing, a model without text when text is given.
 
 Image-video joint training (``cond.num_video_frames = F`` with ``x`` of ``F + K`` frames; Sec. 3.3.4):
 spatial attention (and cross-attention, MLPs, condition tokens) see all ``F + K`` frames, each on its own;
-temporal attention runs over the first ``F`` frames only. A variant 1/2 temporal block leaves the ``K``
-image frames untouched (the reference code skips the whole temporal block for them); in variants 3/4 their
-temporal attention output (sub-layer or head group) is zero. The temporal table / RoPE cover the ``F``
-clip frames only; the output has all ``F + K`` frames. ``num_video_frames = 0`` treats every frame as an
-independent image. Not supported with ``patch_embed=tube`` (a tube would fuse clip frames and unrelated
-images): that raises a ValueError.
+temporal attention runs over the first ``F`` frames only. A variant 1/2 temporal block and variant 3's
+temporal sub-layer leave the ``K`` image frames untouched (the reference code skips the whole temporal
+block for them); in variant 4 they get nothing from the temporal head group. Each image is conditioned on
+its own label / caption (``cond.images``, as Latte's ``latte_img.py`` embeds each image's own), never on the
+clip's: the spatial blocks and the final layer are modulated per frame (the clip frames by the clip's
+``c``, each image by ``t_emb + its label's embedding``; under all-tokens injection each frame's label
+token is its own), cross-attention reads each frame's own caption, and temporal blocks use the clip's
+``c``. The temporal table / RoPE cover the ``F`` clip frames only; the output has all ``F + K`` frames.
+``num_video_frames = 0`` treats every frame as an independent image. Not supported with
+``patch_embed=tube`` (a tube would fuse clip frames and unrelated images): that raises a ValueError.
 
 Parameter counts (XL: h = 1152, 28 blocks, 16 heads, C = 4, p = 2, learn_sigma, unconditional; frozen
 tables are buffers). Outside the blocks: x_embedder ``4*4*h + h``, t_embedder ``256h + h + h^2 + h``, final
@@ -405,7 +408,8 @@ class Latte(nn.Module):
             t: ``(B,)`` timesteps, int or float (a 0-d tensor is broadcast to the batch).
             cond: ``labels (B,)`` required when ``num_classes > 0`` (null class = ``num_classes``);
                 ``text (B, L, text_dim)`` [+ ``text_mask (B, L)``] required when ``text_dim > 0``;
-                ``num_video_frames`` for image-video joint training (frames after it are independent images).
+                ``num_video_frames`` for image-video joint training (frames after it are independent images,
+                conditioned by ``images``, their own labels / captions, when the model is conditional).
 
         Returns:
             ``(B, C_out, F, H, W)`` with ``C_out = 2C`` when ``learn_sigma`` else ``C``.
@@ -413,12 +417,16 @@ class Latte(nn.Module):
         self._check_input(x)
         batch = x.shape[0]
         clip = self._clip_frames(x, cond)
-        c, cond_tokens = self._condition(t, cond, batch)
-        tokens = self._embed(x)  # (B, F', h*w, D), F' = F / tube_stride
-        if cond_tokens is not None:  # one copy of the condition tokens per frame, before its patches
-            cond_tokens = cond_tokens[:, None].expand(-1, tokens.shape[1], -1, -1).to(tokens.dtype)
-            tokens = torch.cat([cond_tokens, tokens], dim=2)  # (B, F', n_cond + h*w, D)
-        grid = self._grid(cond, batch, clip, tokens)
+        frames = x.shape[2] // self.tube_stride  # F', the token frames
+        # joint training: the appended images' own conditions (never the clip's), one per frame
+        frame_cond = (
+            cond.per_frame(frames) if cond is not None and cond.has_own_frame_conditions(frames) else None
+        )
+        c, c_frames, cond_tokens = self._condition(t, cond, frame_cond, batch, frames)
+        tokens = self._embed(x)  # (B, F', h*w, D)
+        if cond_tokens is not None:  # each frame's condition tokens before its patches
+            tokens = torch.cat([cond_tokens.to(tokens.dtype), tokens], dim=2)  # (B, F', n_cond + h*w, D)
+        grid = self._grid(cond, frame_cond, batch, clip, tokens)
 
         arrangement = _SPATIAL_ARRANGEMENT
         for i, (block, role) in enumerate(zip(self.blocks, self.layout, strict=True)):
@@ -426,11 +434,15 @@ class Latte(nn.Module):
             arrangement = role.arrangement
             if i == self.first_temporal_block and self.temporal_position == "absolute":
                 tokens = self._add_temporal_position(tokens, role.time_axis, clip)
-            tokens = self._run_block(block, tokens, c, replace(grid, time_axis=role.time_axis))
+            # temporal blocks see the clip only, under the clip's condition; every other block and the
+            # final layer modulate each frame by its own (the same as the clip's without joint images)
+            block_c = c if role is BlockRole.TEMPORAL or c_frames is None else c_frames
+            tokens = self._run_block(block, tokens, block_c, replace(grid, time_axis=role.time_axis))
 
         tokens = self._rearrange(tokens, arrangement, _SPATIAL_ARRANGEMENT)  # (B, F', S, D)
         tokens = tokens[:, :, self.num_condition_tokens :]  # drop the condition tokens
-        return self._unembed(self.final_layer(tokens, c), x.shape[3] // self.patch_size)
+        out = self.final_layer(tokens, c if c_frames is None else c_frames)
+        return self._unembed(out, x.shape[3] // self.patch_size)
 
     def _check_input(self, x: torch.Tensor) -> None:
         if x.dim() != 5 or x.shape[1] != self.in_channels:
@@ -466,34 +478,52 @@ class Latte(nn.Module):
         return value
 
     def _condition(
-        self, t: torch.Tensor, cond: Cond | None, batch: int
-    ) -> tuple[torch.Tensor | None, torch.Tensor | None]:
-        """``(c, tokens)``: adaLN vector ``c = t_emb(t) [+ label_emb(labels)]: (B, D)`` and no tokens, or
-        (all-tokens injection) no ``c`` and condition tokens ``[t_emb, label_emb]: (B, n_cond, D)``."""
+        self, t: torch.Tensor, cond: Cond | None, frame_cond: Cond | None, batch: int, frames: int
+    ) -> tuple[torch.Tensor | None, torch.Tensor | None, torch.Tensor | None]:
+        """``(c, c_frames, tokens)`` of the timestep (and class) embeddings.
+
+        S-AdaLN: ``c = t_emb(t) [+ label_emb(labels)]: (B, D)``, the clip's, and ``c_frames: (B, F', D)``,
+        one per frame, when ``frame_cond`` (the per-frame condition under image-video joint training, from
+        :meth:`Cond.per_frame`) gives the appended images their own labels; else None. All-tokens injection:
+        no ``c``, and condition tokens ``[t_emb, label_emb]: (B, F', n_cond, D)``, each frame's own label.
+        """
         if t.dim() == 0:
             t = t.expand(batch)
         if t.shape != (batch,):
             raise ValueError(f"t must have shape ({batch},), got {tuple(t.shape)}")
-        embeddings = [self.t_embedder(t)]
+        t_emb = self.t_embedder(t)  # (B, D)
         labels = cond.labels if cond is not None else None
+        y_clip = y_frames = None
         if self.y_embedder is not None:
             if labels is None:
                 raise ValueError(
                     f"this Latte is class-conditional (model.num_classes={self.num_classes}) but no labels "
                     f"were given; pass cond=Cond(labels=...), using {self.num_classes} for the null class"
                 )
-            embeddings.append(self.y_embedder(labels))
+            y_clip = self.y_embedder(labels)  # (B, D)
+            if frame_cond is not None:
+                y_frames = self.y_embedder(frame_cond.labels).view(batch, frames, -1)  # (B, F', D)
         elif labels is not None:
             raise ValueError(
                 "this Latte is unconditional (model.num_classes=0) but was given labels; "
                 "set model.num_classes to train a class-conditional model"
             )
         if self.injection == "tokens":
-            return None, torch.stack(embeddings, dim=1)
-        return sum(embeddings[1:], embeddings[0]), None
+            per_frame = [t_emb[:, None].expand(-1, frames, -1)]
+            if y_clip is not None:
+                per_frame.append(y_frames if y_frames is not None else y_clip[:, None].expand(-1, frames, -1))
+            return None, None, torch.stack(per_frame, dim=2)  # (B, F', n_cond, D)
+        if y_clip is None:
+            return t_emb, None, None
+        c_frames = None if y_frames is None else t_emb[:, None] + y_frames
+        return t_emb + y_clip, c_frames, None
 
-    def _grid(self, cond: Cond | None, batch: int, clip: int | None, tokens: torch.Tensor) -> TokenGrid:
-        """The space-time grid every block attends in: clip frames, RoPE tables, text context."""
+    def _grid(
+        self, cond: Cond | None, frame_cond: Cond | None, batch: int, clip: int | None, tokens: torch.Tensor
+    ) -> TokenGrid:
+        """The space-time grid every block attends in: clip frames, RoPE tables, text context (one caption
+        per sample, or per frame ``(B, F', L, T)`` when ``frame_cond`` gives joint training's images their
+        own)."""
         rope = None
         if self.temporal_position == "rope":
             frames = tokens.shape[1] if clip is None else clip
@@ -501,6 +531,11 @@ class Latte(nn.Module):
             dtype = torch.float64 if tokens.dtype == torch.float64 else torch.float32
             rope = rope_angles(positions, self.hidden_size // self.num_heads, dtype=dtype)
         context, mask = self._text(cond, batch)
+        if context is not None and frame_cond is not None:
+            frames = tokens.shape[1]
+            context = frame_cond.text.view(batch, frames, *context.shape[1:])
+            if mask is not None:
+                mask = frame_cond.text_mask.view(batch, frames, -1)
         if context is not None:
             context = context.to(tokens.dtype)
         return TokenGrid(clip_frames=clip, rope=rope, context=context, context_mask=mask)

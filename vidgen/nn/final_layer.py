@@ -33,11 +33,15 @@ class FinalLayer(nn.Module):
             self.adaLN_modulation.zero_()
 
     def forward(self, x: torch.Tensor, c: torch.Tensor | None = None) -> torch.Tensor:
-        """``x: (B, *tokens, hidden)``, ``c: (B, hidden)`` (modulated only) -> ``(B, *tokens, p*p*C_out)``."""
+        """``x: (B, *tokens, hidden)`` -> ``(B, *tokens, p*p*C_out)``.
+
+        ``c`` (modulated only): ``(B, hidden)``, or per frame ``(B, F, hidden)`` for ``x: (B, F, S, hidden)``
+        (image-video joint training: every frame decoded under its own condition).
+        """
         h = self.norm_final(x)
         if self.adaLN_modulation is not None:
             if c is None:
                 raise ValueError("a modulated final layer needs the conditioning vector c")
-            shift, scale = self.adaLN_modulation(c, token_dims=x.dim() - 2)
+            shift, scale = self.adaLN_modulation(c, token_dims=x.dim() - 2, frame_axis=1)
             h = modulate(h, shift, scale)
         return self.linear(h)

@@ -42,8 +42,11 @@ class TokenGrid:
             training); None = every frame.
         rope: ``(cos, sin)`` RoPE tables, each ``(clip frames, head_dim)``, applied to queries and keys of
             temporal attention; None = no RoPE.
-        context: ``(B, L, C)`` text states for cross-attention, or None.
-        context_mask: ``(B, L)`` bool, True = real token, or None (all real).
+        context: ``(B, L, C)`` text states for cross-attention (one caption per sample), ``(B, F, L, C)``
+            (one caption per frame: image-video joint training, where appended images have their own), or
+            None.
+        context_mask: ``(B, L)`` (``(B, F, L)`` with per-frame context) bool, True = real token, or None
+            (all real).
     """
 
     time_axis: int = 1

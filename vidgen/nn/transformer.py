@@ -26,6 +26,11 @@ standard pre-LN transformer block (the paper's Fig. 4b) with affine LayerNorms a
 Cross-attention (``context_dim > 0``; only in blocks that attend over space): PixArt-alpha's placement,
 after the self-attention and before the MLP, with no normalisation, no modulation and no gate; its output
 projection is zero-initialised by the model, so a text model starts as its unconditional twin.
+
+Per-frame conditions (image-video joint training, Latte's ``latte_img.py``): the conditioning vector may be
+``c: (B, F, D)``, one per frame, and the text context ``(B, F, L, C)``, one caption per frame, so that the
+images appended after a clip are modulated by and attend to their own label / caption. Temporal attention
+never reaches the images (see :meth:`TransformerBlock.forward`).
 """
 
 from __future__ import annotations
@@ -129,36 +134,49 @@ class TransformerBlock(nn.Module):
             x: ``(B, X, Y, D)`` tokens arranged as ``grid`` says (default ``(B, F, S, D)``; a SPATIAL block
                 then attends over ``Y`` within each ``X``). Any ``(B, *groups, L, D)`` input with one group
                 axis works for a SPATIAL block.
-            c: ``(B, D)`` conditioning vector; required when modulated, ignored otherwise.
+            c: ``(B, D)`` conditioning vector, or ``(B, F, D)`` one per frame of ``x``; required when
+                modulated, ignored otherwise.
             grid: space-time arrangement, clip frames, RoPE tables and text context
                 (:class:`~vidgen.nn.spacetime.TokenGrid`); None = ``TokenGrid()``.
 
         Returns:
             ``(B, X, Y, D)``. With ``grid.clip_frames`` smaller than the number of frames (image-video
             joint training), a TEMPORAL block leaves the frames after the clip untouched, as the Latte
-            reference code does (the independent images skip the whole temporal block); in the other roles
-            those frames get no temporal attention (zero from that sub-layer or head group) and every
-            other sub-layer.
+            reference code does (the independent images skip the whole temporal block), and so does the
+            temporal sub-layer of a FACTORISED_ATTENTION block (variant 3); in a FACTORISED_HEADS block
+            (variant 4) those frames get nothing from the temporal head group, and every other sub-layer.
         """
         grid = TokenGrid() if grid is None else grid
         squeeze = x.dim() == 3  # (B, L, D): one group
         if squeeze:
             x = x[:, None]
-        if self.role is BlockRole.TEMPORAL and grid.num_clip_frames(x) < x.shape[grid.time_axis]:
-            dim, keep = grid.time_axis, grid.num_clip_frames(x)
-            clip = x.narrow(dim, 0, keep)
-            if keep > 0:
-                clip = self._forward(clip, c, replace(grid, clip_frames=None))
-            out = torch.cat([clip, x.narrow(dim, keep, x.shape[dim] - keep)], dim=dim)
+        if self.role is BlockRole.TEMPORAL:
+            out = self._on_clip_frames(x, grid, lambda clip, clip_grid: self._forward(clip, c, clip_grid))
         else:
             out = self._forward(x, c, grid)
         return out[:, 0] if squeeze else out
+
+    @staticmethod
+    def _on_clip_frames(
+        x: torch.Tensor, grid: TokenGrid, layer: Callable[[torch.Tensor, TokenGrid], torch.Tensor]
+    ) -> torch.Tensor:
+        """``layer(clip tokens, grid)`` on the clip's frames of ``x`` only; the frames after the clip (joint
+        training's independent images) pass through untouched."""
+        dim, keep = grid.time_axis, grid.num_clip_frames(x)
+        if keep == x.shape[dim]:
+            return layer(x, grid)
+        clip = x.narrow(dim, 0, keep)
+        if keep > 0:
+            clip = layer(clip, replace(grid, clip_frames=None))
+        return torch.cat([clip, x.narrow(dim, keep, x.shape[dim] - keep)], dim=dim)
 
     def _forward(self, x: torch.Tensor, c: torch.Tensor | None, grid: TokenGrid) -> torch.Tensor:
         if self.adaLN_modulation is not None:
             if c is None:
                 raise ValueError("an adaLN-modulated block needs the conditioning vector c")
-            mods = self.adaLN_modulation(c, token_dims=x.dim() - 2)
+            if c.dim() == 3 and c.shape[1] != x.shape[grid.time_axis]:
+                c = c[:, : x.shape[grid.time_axis]]  # a TEMPORAL block on the clip frames of a per-frame c
+            mods = self.adaLN_modulation(c, token_dims=x.dim() - 2, frame_axis=grid.time_axis)
         else:
             mods = (None,) * 6
         attn_mod, mlp_mod = mods[:3], mods[3:]
@@ -166,16 +184,45 @@ class TransformerBlock(nn.Module):
             x, self.norm1, lambda h: self.attn.forward_grid(h, grid, self._first_axes), *attn_mod
         )
         if self.cross_attn is not None:
-            if grid.context is None:
-                raise ValueError("this block has cross-attention but the grid carries no text context")
-            b = x.shape[0]
-            x = x + self.cross_attn(x.reshape(b, -1, x.shape[-1]), grid.context, grid.context_mask).view_as(x)
+            x = x + self._cross_attend(x, grid)
         if self.attn_temporal is not None:
-            temporal = self.attn_temporal
-            x = self._residual(
-                x, self.norm_temporal, lambda h: temporal.forward_grid(h, grid, (Axis.TIME,)), *attn_mod
+            x = self._on_clip_frames(
+                x, grid, lambda clip, clip_grid: self._temporal(clip, clip_grid, attn_mod)
             )
         return self._residual(x, self.norm2, self.mlp, *mlp_mod)
+
+    def _temporal(
+        self, x: torch.Tensor, grid: TokenGrid, attn_mod: tuple[torch.Tensor | None, ...]
+    ) -> torch.Tensor:
+        """Variant 3's temporal self-attention sub-layer on the clip frames ``x`` (the attention
+        modulation triple, per frame ones narrowed to those frames)."""
+        frames = x.shape[grid.time_axis]
+        mods = tuple(
+            m if m is None or m.shape[grid.time_axis] == 1 else m.narrow(grid.time_axis, 0, frames)
+            for m in attn_mod
+        )
+        temporal = self.attn_temporal
+        return self._residual(
+            x, self.norm_temporal, lambda h: temporal.forward_grid(h, grid, (Axis.TIME,)), *mods
+        )
+
+    def _cross_attend(self, x: torch.Tensor, grid: TokenGrid) -> torch.Tensor:
+        """Cross-attention output for ``x: (B, F, S, D)``: every token of a sample attends to its caption
+        (``grid.context (B, L, C)``), or every token of a frame to its frame's caption (``(B, F, L, C)``)."""
+        context, mask = grid.context, grid.context_mask
+        if context is None:
+            raise ValueError("this block has cross-attention but the grid carries no text context")
+        if context.dim() == 3:
+            b = x.shape[0]
+            return self.cross_attn(x.reshape(b, -1, x.shape[-1]), context, mask).view_as(x)
+        if grid.time_axis != 1 or context.shape[:2] != x.shape[:2]:
+            raise ValueError(
+                f"per-frame text context {tuple(context.shape)} needs (B, F, S, D) tokens with the same B, F; "
+                f"got {tuple(x.shape)} with time_axis {grid.time_axis}"
+            )
+        frames = x.flatten(0, 1).flatten(1, -2)  # (B*F, S, D)
+        out = self.cross_attn(frames, context.flatten(0, 1), None if mask is None else mask.flatten(0, 1))
+        return out.view_as(x)
 
     @staticmethod
     def _residual(
