@@ -5,14 +5,16 @@ from __future__ import annotations
 import warnings
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
 from vidgen.config.errors import ConfigError
-from vidgen.data.datamodule import SyntheticDataModule, VideoFolderDataModule
+from vidgen.data.datamodule import ClipDataModule, SyntheticDataModule, VideoFolderDataModule, checked_int
 from vidgen.data.loader import ResumableDataLoader
+from vidgen.data.webvid import WebVidDataModule
 
 
 def test_synthetic_module_loaders_and_description() -> None:
@@ -64,6 +66,20 @@ def test_synthetic_module_rejects_bad_values(kwargs: dict, key: str) -> None:
     with pytest.raises(ConfigError) as info:
         SyntheticDataModule(**kwargs)
     assert info.value.key == key and str(info.value).startswith(key)
+
+
+def test_checked_int_accepts_integers_at_least_the_minimum_and_names_the_key() -> None:
+    assert checked_int("data.batch_size", 4) == 4
+    value = checked_int("data.seed", np.int64(0), minimum=0)
+    assert value == 0 and type(value) is int
+    for bad in (0, -1, True, 2.0, "3"):
+        with pytest.raises(ConfigError, match=r"data\.batch_size: must be an integer >= 1"):
+            checked_int("data.batch_size", bad)
+
+
+def test_the_clip_data_modules_share_one_base() -> None:
+    for module in (SyntheticDataModule, VideoFolderDataModule, WebVidDataModule):
+        assert issubclass(module, ClipDataModule)
 
 
 def test_hydra_instantiates_the_data_node() -> None:

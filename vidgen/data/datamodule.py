@@ -29,17 +29,21 @@ from vidgen.data.loader import ResumableDataLoader
 from vidgen.data.synthetic import SyntheticVideoDataset
 from vidgen.data.video_folder import VIDEO_EXTENSIONS, VideoFolderDataset, list_videos
 
-__all__ = ["SyntheticDataModule", "VideoFolderDataModule"]
+__all__ = ["ClipDataModule", "SyntheticDataModule", "VideoFolderDataModule", "checked_int"]
 
 
-def _positive(key: str, value: Any, minimum: int = 1) -> int:
+def checked_int(key: str, value: Any, minimum: int = 1) -> int:
+    """``value`` as an ``int`` if it is an integer (numpy's included, bool not) ``>= minimum``; otherwise a
+    :class:`ConfigError` naming ``key``."""
     if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < minimum:
         raise ConfigError(key, f"must be an integer >= {minimum}, got {value!r}")
     return int(value)
 
 
-class _ClipDataModule(pl.LightningDataModule):
-    """Shared loaders and condition sampling; subclasses set ``train_set`` and ``val_set``."""
+class ClipDataModule(pl.LightningDataModule):
+    """The base of the clip data modules (synthetic, video folder, WebVid): loader options checked, the
+    training and validation loaders, condition sampling from the validation split, the train/val split of
+    data without a validation set; subclasses set ``train_set`` and ``val_set``."""
 
     train_set: Dataset
     val_set: Dataset
@@ -55,12 +59,12 @@ class _ClipDataModule(pl.LightningDataModule):
         joint_image_frames: int = 0,
     ) -> None:
         super().__init__()
-        self.batch_size = _positive("data.batch_size", batch_size)
-        self.joint_image_frames = _positive("data.joint_image_frames", joint_image_frames, minimum=0)
-        self.num_workers = _positive("data.num_workers", num_workers, minimum=0)
-        self.seed = _positive("data.seed", seed, minimum=0)
+        self.batch_size = checked_int("data.batch_size", batch_size)
+        self.joint_image_frames = checked_int("data.joint_image_frames", joint_image_frames, minimum=0)
+        self.num_workers = checked_int("data.num_workers", num_workers, minimum=0)
+        self.seed = checked_int("data.seed", seed, minimum=0)
         self.val_batch_size = (
-            self.batch_size if val_batch_size is None else _positive("data.val_batch_size", val_batch_size)
+            self.batch_size if val_batch_size is None else checked_int("data.val_batch_size", val_batch_size)
         )
         self.drop_last = bool(drop_last)
         self.pin_memory = bool(pin_memory)
@@ -166,7 +170,7 @@ class _ClipDataModule(pl.LightningDataModule):
         return train, val
 
 
-class SyntheticDataModule(_ClipDataModule):
+class SyntheticDataModule(ClipDataModule):
     """Moving coloured shapes (:class:`~vidgen.data.synthetic.SyntheticVideoDataset`), labels and captions.
 
     Args:
@@ -215,20 +219,20 @@ class SyntheticDataModule(_ClipDataModule):
             batch_size, num_workers, seed, val_batch_size, drop_last, pin_memory, joint_image_frames
         )
         common = {
-            "num_frames": _positive("data.num_frames", num_frames),
-            "frame_stride": _positive("data.frame_stride", frame_stride),
-            "resolution": _positive("data.resolution", resolution),
+            "num_frames": checked_int("data.num_frames", num_frames),
+            "frame_stride": checked_int("data.frame_stride", frame_stride),
+            "resolution": checked_int("data.resolution", resolution),
             "channels": channels,
             "seed": self.seed,
-            "max_objects": _positive("data.max_objects", max_objects),
-            "min_objects": _positive("data.min_objects", min_objects),
+            "max_objects": checked_int("data.max_objects", max_objects),
+            "min_objects": checked_int("data.min_objects", min_objects),
             "shapes": None if shapes is None else list(shapes),
             "motions": None if motions is None else list(motions),
             "colors": None if colors is None else list(colors),
             "object_size": object_size if isinstance(object_size, int | float) else list(object_size),
             "speed": speed if isinstance(speed, int | float) else list(speed),
         }
-        train_clips = _positive("data.train_clips", train_clips)
+        train_clips = checked_int("data.train_clips", train_clips)
         if self.drop_last and train_clips < self.batch_size:
             raise ConfigError(
                 "data.train_clips", f"{train_clips} clips make no full batch of batch_size={self.batch_size}"
@@ -236,7 +240,7 @@ class SyntheticDataModule(_ClipDataModule):
         self._common = common
         self.train_set = SyntheticVideoDataset(num_clips=train_clips, split="train", **common)
         self.val_set = SyntheticVideoDataset(
-            num_clips=_positive("data.val_clips", val_clips), split="val", **common
+            num_clips=checked_int("data.val_clips", val_clips), split="val", **common
         )
         self.training_dataset()  # checks joint_image_frames against the training split
 
@@ -258,14 +262,14 @@ class SyntheticDataModule(_ClipDataModule):
     def evaluation_dataset(self, num_clips: int) -> SyntheticVideoDataset:
         """``num_clips`` real clips for evaluation metrics: the ``test`` split, disjoint from train and val."""
         return SyntheticVideoDataset(
-            num_clips=_positive("num_clips", num_clips), split="test", **self._common
+            num_clips=checked_int("num_clips", num_clips), split="test", **self._common
         )
 
     def _val_caption(self, index: int) -> str:
         return self.val_set.describe(index).caption
 
 
-class VideoFolderDataModule(_ClipDataModule):
+class VideoFolderDataModule(ClipDataModule):
     """Real videos from a folder tree (:class:`~vidgen.data.video_folder.VideoFolderDataset`).
 
     The validation split is ``val_root`` when given, else a seeded ``val_fraction`` of the videos under
@@ -328,7 +332,7 @@ class VideoFolderDataModule(_ClipDataModule):
             train_entries = entries
         else:
             train_entries, val_entries = self._split(entries, val_fraction, "data.val_root")
-        if val_max_clips is not None and _positive("data.val_max_clips", val_max_clips) < len(val_entries):
+        if val_max_clips is not None and checked_int("data.val_max_clips", val_max_clips) < len(val_entries):
             keep = np.random.default_rng([self.seed, 3]).permutation(len(val_entries))[:val_max_clips]
             val_entries = [val_entries[i] for i in sorted(keep.tolist())]
 
@@ -353,9 +357,9 @@ class VideoFolderDataModule(_ClipDataModule):
             )
         common = {
             "root": root,
-            "num_frames": _positive("data.num_frames", num_frames),
-            "frame_stride": _positive("data.frame_stride", frame_stride),
-            "resolution": _positive("data.resolution", resolution),
+            "num_frames": checked_int("data.num_frames", num_frames),
+            "frame_stride": checked_int("data.frame_stride", frame_stride),
+            "resolution": checked_int("data.resolution", resolution),
             "class_from_folder": bool(class_from_folder),
             "extensions": extensions,
             "seed": self.seed,
@@ -385,5 +389,5 @@ class VideoFolderDataModule(_ClipDataModule):
         train and test videos): a seeded permutation of the videos, repeated if more clips than videos are
         asked for (repeats get other seeded offsets); no flips."""
         order = np.random.default_rng([self.seed, 11]).permutation(len(self._all_entries))
-        entries = [self._all_entries[i] for i in np.resize(order, _positive("num_clips", num_clips))]
+        entries = [self._all_entries[i] for i in np.resize(order, checked_int("num_clips", num_clips))]
         return VideoFolderDataset(entries=entries, hflip=False, random_offset=True, **self._common)

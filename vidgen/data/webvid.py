@@ -43,7 +43,7 @@ from typing import Any
 import numpy as np
 
 from vidgen.config.errors import ConfigError
-from vidgen.data.datamodule import _ClipDataModule, _positive
+from vidgen.data.datamodule import ClipDataModule, checked_int
 from vidgen.data.video_folder import VideoEntry, VideoFolderDataset
 
 __all__ = [
@@ -211,7 +211,7 @@ class WebVidDataset(VideoFolderDataset):
         return item
 
 
-class WebVidDataModule(_ClipDataModule):
+class WebVidDataModule(ClipDataModule):
     """WebVid text-video pairs (see the module docstring for the layout), for text-conditional training.
 
     The validation split is ``val_csv`` when given (WebVid's own ``results_*_val.csv``), else a seeded
@@ -280,7 +280,7 @@ class WebVidDataModule(_ClipDataModule):
                 "data.videos_dir", f"'{self.videos_root}' is not a folder (expected <page_dir>/<videoid>.mp4)"
             )
         if max_videos is not None:
-            max_videos = _positive("data.max_videos", max_videos)
+            max_videos = checked_int("data.max_videos", max_videos)
         self.train_index = read_webvid_csv(
             _resolve(self.root, csv), self.videos_root, bool(check_files), max_videos, key="data.csv"
         )
@@ -292,7 +292,7 @@ class WebVidDataModule(_ClipDataModule):
         else:
             self.val_index = None
             train_entries, val_entries = self._split(self.train_index.entries, val_fraction, "data.val_csv")
-        if val_max_clips is not None and _positive("data.val_max_clips", val_max_clips) < len(val_entries):
+        if val_max_clips is not None and checked_int("data.val_max_clips", val_max_clips) < len(val_entries):
             keep = np.random.default_rng([self.seed, 3]).permutation(len(val_entries))[:val_max_clips]
             val_entries = [val_entries[i] for i in sorted(keep.tolist())]
         if self.drop_last and len(train_entries) < self.batch_size:
@@ -302,9 +302,9 @@ class WebVidDataModule(_ClipDataModule):
             )
         self._common = {
             "root": self.videos_root,
-            "num_frames": _positive("data.num_frames", num_frames),
-            "frame_stride": _positive("data.frame_stride", frame_stride),
-            "resolution": _positive("data.resolution", resolution),
+            "num_frames": checked_int("data.num_frames", num_frames),
+            "frame_stride": checked_int("data.frame_stride", frame_stride),
+            "resolution": checked_int("data.resolution", resolution),
             "seed": self.seed,
             "probe": bool(probe),
         }
@@ -326,7 +326,7 @@ class WebVidDataModule(_ClipDataModule):
         no flips."""
         videos = self.val_set.entries
         order = np.random.default_rng([self.seed, 11]).permutation(len(videos))
-        entries = [videos[i] for i in np.resize(order, _positive("num_clips", num_clips))]
+        entries = [videos[i] for i in np.resize(order, checked_int("num_clips", num_clips))]
         return WebVidDataset(entries, hflip=False, random_offset=True, **self._common)
 
     def report(self) -> dict[str, Any]:
