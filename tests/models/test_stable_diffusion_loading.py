@@ -21,17 +21,13 @@ import torch.nn.functional as F
 from safetensors.torch import save_file
 
 from tests.conftest import compose_config
+from tests.stable_diffusion_folder import inspect_stable_diffusion_folder
 from tests.tiny_open_clip import forbid_open_clip_downloads
 from vidgen.conditioning import TextConditioner, build_conditioner
 from vidgen.config.errors import ConfigError
 from vidgen.config.instantiate import instantiate_node
 from vidgen.config.schema import validate_config
-from vidgen.models.stable_diffusion import (
-    LDM_UNET_PREFIX,
-    SD1_UNET_CONFIG,
-    inspect_stable_diffusion_folder,
-    load_unet,
-)
+from vidgen.models.stable_diffusion import LDM_UNET_PREFIX, SD1_UNET_CONFIG, load_unet
 
 UNET_CONFIG: dict[str, Any] = {
     "sample_size": 8,

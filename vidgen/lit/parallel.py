@@ -68,18 +68,6 @@ def is_sharded(model: nn.Module) -> bool:
     return any(isinstance(p, DTensor) for p in model.parameters())
 
 
-def local_numel(model: nn.Module, trainable_only: bool = True) -> int:
-    """Parameters this process holds: the local shard of each DTensor, the whole of a plain tensor."""
-    from torch.distributed.tensor import DTensor
-
-    total = 0
-    for p in model.parameters():
-        if trainable_only and not p.requires_grad:
-            continue
-        total += p.to_local().numel() if isinstance(p, DTensor) else p.numel()
-    return total
-
-
 def full_state_dict(module: nn.Module) -> dict[str, torch.Tensor]:
     """The full (gathered, CPU) state dict of a possibly sharded module. Under FSDP a collective: every rank
     must call it, and only rank 0 gets the tensors (the others get an empty dict)."""

@@ -42,7 +42,6 @@ __all__ = [
     "SD_COMPONENTS",
     "TRANSFORMERS_WEIGHT_NAMES",
     "find_weights",
-    "inspect_stable_diffusion_folder",
     "is_ldm_checkpoint",
     "load_unet",
     "read_state_dict",
@@ -159,37 +158,6 @@ def is_ldm_checkpoint(state: dict[str, Any]) -> bool:
     """Whether a state dict is an original (CompVis / LDM) Stable Diffusion checkpoint (U-Net under
     ``model.diffusion_model.``)."""
     return any(isinstance(k, str) and k.startswith(LDM_UNET_PREFIX) for k in state)
-
-
-def inspect_stable_diffusion_folder(path: str | Path) -> dict[str, Any]:
-    """Report which components of a Stable Diffusion pipeline folder exist.
-
-    Returns:
-        ``{"path", "model_index" (bool), "components": {name: {"folder", "exists", "config", "weights"}}}``
-        for ``unet``, ``vae``, ``text_encoder``, ``tokenizer``, ``scheduler``: ``config`` is the config file
-        (``config.json``; ``tokenizer_config.json`` / ``vocab.json`` for the tokenizer;
-        ``scheduler_config.json``) or None, ``weights`` the weights file found (None where there is none or
-        the component has no weights).
-    """
-    root = Path(path).expanduser()
-    config_names = {
-        "tokenizer": ("tokenizer_config.json", "vocab.json"),
-        "scheduler": ("scheduler_config.json",),
-    }
-    components: dict[str, dict[str, Any]] = {}
-    for name, weights_names in SD_COMPONENTS.items():
-        folder = root / name
-        config = next(
-            (folder / c for c in config_names.get(name, ("config.json",)) if (folder / c).is_file()), None
-        )
-        weights = find_weights(folder, weights_names) if weights_names else None
-        components[name] = {
-            "folder": str(folder),
-            "exists": folder.is_dir(),
-            "config": str(config) if config else None,
-            "weights": str(weights) if weights else None,
-        }
-    return {"path": str(root), "model_index": (root / "model_index.json").is_file(), "components": components}
 
 
 def _looks_like_sd_folder(path: Path) -> bool:
