@@ -44,7 +44,7 @@ PAPER_DIT = "weights/DiT-XL-2-256x256.pt"
 #: ablation -> scale -> (swept key, its values)
 AXES: dict[str, dict[str, tuple[str, list[str]]]] = {
     "patch_embed": dict.fromkeys(SCALES, ("model.patch_embed", ["frame", "tube"])),
-    "variants": dict.fromkeys(SCALES, ("model", ["latte_v1", "latte_v2", "latte_v3", "latte_v4"])),
+    "variants": dict.fromkeys(SCALES, ("model", ["latte_v1", "latte_v2", "latte_v3_matched", "latte_v4"])),
     "injection": dict.fromkeys(SCALES, ("model.injection", ["adaln", "tokens"])),
     "temporal_position": dict.fromkeys(SCALES, ("model.temporal_position", ["absolute", "rope"])),
     "pretrained": {
@@ -141,6 +141,8 @@ def test_every_tiny_arm_builds_with_the_same_budget(ablation: str, tmp_path: Pat
     assert all(b == budgets[0] for b in budgets)
     if ablation == "model_size":
         assert params == sorted(params) and len(set(params)) == 3
+    if ablation == "variants":  # v3 at 3 blocks: the count nearest v1's at 4 (4 blocks: 874,488)
+        assert params == [725_496, 725_496, 669_912, 725_496]
 
 
 @pytest.mark.parametrize("ablation", ABLATIONS)
@@ -154,6 +156,8 @@ def test_every_paper_arm_validates_and_builds_on_the_meta_device(ablation: str, 
             model = instantiate_node(cfg.model)
         params.append(model.num_params())
     assert all(b == budgets[0] for b in budgets)
+    if ablation == "variants":  # Table 3: 673.68M, 673.68M, 676.33M, 676.44M; v3 at 23 blocks (28: 822.45M)
+        assert params == [673_681_568, 673_681_568, 676_355_360, 673_681_568]
     if ablation == "model_size":  # Table 4 (truncated to two decimals): 32.48M, 129.54M, 456.81M, 673.68M
         assert [math.floor(p / 1e4) / 100 for p in params] == [32.48, 129.54, 456.81, 673.68]
     if ablation in ("pretrained", "joint_training", "sampling_interval", "temporal_position"):

@@ -9,8 +9,9 @@ import torch
 
 from tests.models.latte_helpers import TINY, randomize_zero_init, tiny_latte, video
 from vidgen.conditioning import Cond
+from vidgen.config import ConfigError
 from vidgen.models import BlockRole, Latte, block_layout
-from vidgen.models.latte import count_flops
+from vidgen.models.latte import LATTE_SIZES, count_flops
 
 S, T = BlockRole.SPATIAL, BlockRole.TEMPORAL
 FA, FH = BlockRole.FACTORISED_ATTENTION, BlockRole.FACTORISED_HEADS
@@ -86,6 +87,22 @@ def test_xl_parameter_counts_against_paper_table3():
     # the paper's 676.33M for variant 3 is nearest at 23 blocks (truncated to two decimals as in Table 4)
     v3_23 = meta(size="XL", variant=3, depth=23).num_params()
     assert v3_23 == 676_355_360 and int(v3_23 / 1e4) / 100 == 676.35
+
+
+@pytest.mark.parametrize(
+    ("size", "depth", "expected"), [("XL", None, 23), ("tiny", None, 3), ("S", None, 10), ("XL", 12, 10)]
+)
+def test_match_params_of_picks_the_depth_nearest_the_reference_count(size, depth, expected):
+    """``match_params_of=1``: variant 3 at the depth whose count is nearest variant 1's at ``depth``."""
+    matched = meta(size=size, depth=depth, variant=3, match_params_of=1)
+    reference = meta(size=size, depth=depth, variant=1).num_params()
+    assert matched.depth == expected and matched.reference_depth == (depth or LATTE_SIZES[size].depth)
+    gap = abs(matched.num_params() - reference)
+    for other in (expected - 1, expected + 1):
+        assert abs(meta(size=size, depth=other, variant=3).num_params() - reference) > gap
+    assert meta(size=size, depth=depth, variant=1, match_params_of=1).depth == matched.reference_depth
+    with pytest.raises(ConfigError, match=r"model\.match_params_of"):
+        meta(size=size, variant=3, match_params_of=5)
 
 
 def test_switch_parameter_costs_documented():

@@ -103,6 +103,7 @@ affine LayerNorm (2 per block, 3 in variant 3), final layer ``- 2h^2`` (adaLN ``
 
 from __future__ import annotations
 
+import math
 from dataclasses import replace
 from typing import NamedTuple
 
@@ -141,6 +142,7 @@ __all__ = [
     "LatteSize",
     "block_layout",
     "count_flops",
+    "matched_depth",
 ]
 
 
@@ -224,6 +226,11 @@ class Latte(nn.Module):
         text_dim: width of the text states ``cond.text``; 0 = no text, ``> 0`` adds cross-attention to
             every block that attends over space.
         gradient_checkpointing: recompute each block's activations in the backward pass.
+        match_params_of: None, or a variant ``v``: build this variant with the depth whose trainable
+            parameter count is nearest variant ``v``'s at the configured depth, width and switches (ties:
+            the shallower), as the paper compares the variants at about equal size. Variant 3 matched to
+            variant 1: 3 blocks instead of 4 at tiny size, 23 instead of 28 at XL. :attr:`reference_depth`
+            keeps the configured depth.
     """
 
     def __init__(
@@ -246,6 +253,7 @@ class Latte(nn.Module):
         temporal_position: str = "absolute",
         text_dim: int = 0,
         gradient_checkpointing: bool = False,
+        match_params_of: int | None = None,
     ) -> None:
         super().__init__()
         if size not in LATTE_SIZES:
@@ -300,6 +308,18 @@ class Latte(nn.Module):
                 f"rope needs an even head dimension, got {hidden_size} / {num_heads} = {hidden_size // num_heads}",
             )
         text_dim = _check_int("model.text_dim", text_dim, 0)
+        #: the configured depth (:attr:`depth` differs from it when ``match_params_of`` chose another)
+        self.reference_depth = depth
+        if match_params_of is not None:
+            _check_choice("model.match_params_of", match_params_of, LATTE_VARIANTS)
+            arch = dict(
+                size=size, hidden_size=hidden_size, num_heads=num_heads, patch_size=patch_size,
+                in_channels=in_channels, input_size=input_size, num_frames=num_frames, mlp_ratio=mlp_ratio,
+                learn_sigma=learn_sigma, num_classes=num_classes, patch_embed=patch_embed,
+                tube_stride=tube_stride, injection=injection, temporal_position=temporal_position,
+                text_dim=text_dim,
+            )  # fmt: skip
+            depth = matched_depth(variant, match_params_of, depth, **arch)
 
         self.size = size
         self.depth = depth
@@ -617,6 +637,24 @@ class Latte(nn.Module):
         p = self.patch_size
         video = rearrange(out, "b f (h w) (p1 p2 c) -> b c f (h p1) (w p2)", h=h, p1=p, p2=p)
         return video if self.temporal_upsample is None else self.temporal_upsample(video)
+
+
+def matched_depth(variant: int, reference_variant: int, reference_depth: int, **arch: object) -> int:
+    """The depth at which Latte variant ``variant`` has the trainable parameter count nearest that of
+    ``reference_variant`` at ``reference_depth`` blocks, every other argument (``arch``: Latte's keyword
+    arguments) the same; ties go to the shallower model. Counted on the meta device (no memory): a model's
+    count is linear in its depth (``depth >= 2`` for variant 2's late fusion)."""
+
+    def params(v: int, depth: int) -> int:
+        with torch.device("meta"):
+            return Latte(**arch, variant=v, depth=depth).num_params()
+
+    target = params(reference_variant, reference_depth)
+    first = 2 if variant == 2 else 1
+    base, step = params(variant, first), params(variant, first + 1) - params(variant, first)
+    estimate = first + (target - base) / step
+    candidates = {max(first, math.floor(estimate)), max(first, math.ceil(estimate))}
+    return min(sorted(candidates), key=lambda d: abs(base + (d - first) * step - target))
 
 
 def count_flops(model: nn.Module, x_shape: tuple[int, ...], cond: Cond | None = None) -> int:
