@@ -46,6 +46,10 @@ class VideoMetric(ABC):
     name: str = "metric"
     #: whether the metric needs real videos at all
     needs_real: bool = True
+    #: real clips the protocol uses (set by the constructor of a metric that needs real videos)
+    num_real: int = 0
+    #: generated clips the protocol uses (set by every metric's constructor)
+    num_fake: int = 0
 
     def required_files(self) -> list[WeightFile]:
         """Weight files this metric needs (empty when it needs none)."""
@@ -66,13 +70,13 @@ class VideoMetric(ABC):
 
     @property
     def num_real_wanted(self) -> int:
-        """How many real clips the protocol uses (0 when ``needs_real`` is False)."""
-        return 0
+        """How many real clips the protocol uses: ``num_real``, 0 when ``needs_real`` is False."""
+        return self.num_real if self.needs_real else 0
 
     @property
     def num_fake_wanted(self) -> int:
-        """How many generated clips the protocol uses."""
-        return 0
+        """How many generated clips the protocol uses: ``num_fake``."""
+        return self.num_fake
 
     @abstractmethod
     def update_real(

@@ -276,10 +276,6 @@ class VideoIS(VideoMetric):
     def required_files(self) -> list[WeightFile]:
         return [WeightFile(path=self.weights, metric=self.name, description=C3D_DESCRIPTION)]
 
-    @property
-    def num_fake_wanted(self) -> int:
-        return self.num_fake
-
     def _net(self) -> C3D:
         if self._network is None:
             path = self.required_files()[0].check()

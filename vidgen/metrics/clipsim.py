@@ -169,10 +169,6 @@ class CLIPSIM(VideoMetric):
             )
         return files
 
-    @property
-    def num_fake_wanted(self) -> int:
-        return self.num_fake
-
     def _model(self) -> tuple[Any, Any, Any]:
         if self._loaded is None:
             paths = [weight.check() for weight in self.required_files()]

@@ -277,14 +277,6 @@ class FVD(VideoMetric):
         self._fake = self._add(self._fake, videos, self.num_fake)
 
     @property
-    def num_real_wanted(self) -> int:
-        return self.num_real
-
-    @property
-    def num_fake_wanted(self) -> int:
-        return self.num_fake
-
-    @property
     def num_real_seen(self) -> int:
         return self._real.num if self._real is not None else 0
 

@@ -195,10 +195,6 @@ class _InceptionMetric(VideoMetric):
     def required_files(self) -> list[WeightFile]:
         return [WeightFile(path=self.weights, metric=self.name, description=INCEPTION_DESCRIPTION)]
 
-    @property
-    def num_fake_wanted(self) -> int:
-        return self.num_fake
-
     def _weights_path(self) -> Path:
         return self.required_files()[0].check()
 
@@ -245,10 +241,6 @@ class FrameFID(_InceptionMetric):
         self.feature = feature
         self._fid: Any = None  # torchmetrics FrechetInceptionDistance, built on first use
         self._pending_real: dict[str, np.ndarray] | None = None
-
-    @property
-    def num_real_wanted(self) -> int:
-        return self.num_real
 
     def describe(self) -> dict[str, str]:
         """What each result key means."""

@@ -134,14 +134,6 @@ class SyntheticFVD(_ClassifierMetric):
         self._real: FeatureAccumulator | None = None
         self._fake: FeatureAccumulator | None = None
 
-    @property
-    def num_real_wanted(self) -> int:
-        return self.num_real
-
-    @property
-    def num_fake_wanted(self) -> int:
-        return self.num_fake
-
     def real_cache_key(self) -> dict[str, Any] | None:
         """Protocol + the classifier's settings and a digest of its weights (loads / trains it); ``None``
         while ``num_frames`` / ``resolution`` are unknown."""
@@ -215,10 +207,6 @@ class SyntheticClassAccuracy(_ClassifierMetric):
         self._correct = 0
         self._shape_correct = 0
         self._motion_correct = 0
-
-    @property
-    def num_fake_wanted(self) -> int:
-        return self.num_fake
 
     def update_real(
         self, videos: torch.Tensor, labels: torch.Tensor | None = None, captions: Sequence[str] | None = None
@@ -326,10 +314,6 @@ class SyntheticStructure(VideoMetric):
         self._tracks = 0
         self._consistent = 0
         self._residuals: list[float] = []
-
-    @property
-    def num_fake_wanted(self) -> int:
-        return self.num_fake
 
     def update_real(
         self, videos: torch.Tensor, labels: torch.Tensor | None = None, captions: Sequence[str] | None = None
