@@ -5,6 +5,7 @@ Markdown table, the JSON and the PNG plot."""
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +17,7 @@ from omegaconf import OmegaConf
 from tests.conftest import TINY_DATA, TINY_MODEL, compose_config
 from tests.experiment_scripts import load_script
 from vidgen.config.instantiate import instantiate_node
-from vidgen.models.latte import count_flops
+from vidgen.models.latte import Latte, count_flops
 
 
 def _job(root: Path, number: int, overrides: list[str], rows: list[dict], model: dict | None) -> Path:
@@ -164,3 +165,26 @@ def test_arm_labels_use_the_varying_overrides_or_the_sweep_keys() -> None:
     assert labels == ["model=latte_v1", "model=latte_v2"]
     assert report.arm_labels([{"model": "latte_v1", "scale": "tiny"}], ["model"]) == ["model=latte_v1"]
     assert report.arm_labels([{"a": "1"}], []) == ["job 0"]
+
+
+def test_flops_script_reconciles_the_paper_table3_count() -> None:
+    """The paper's Latte-XL "FLOPs" (5572.69) = thop's MACs of the official batch of 3 clips (Linear, Conv,
+    LayerNorm modules; vidgen's model: 5482.28 G, the figure thop 0.1.1 itself gives) + the official code's
+    adaLN computed per frame / per patch (90.42 G), truncated to two decimals as the paper truncates."""
+    flops = load_script("latte", "flops")
+    shape = (3, 4, 16, 32, 32)
+    with torch.device("meta"):
+        model = Latte(size="XL")
+    ours, extra = flops.thop_macs(model, shape), flops.official_adaln_extra_macs(model, shape)
+    assert ours == 5_482_279_452_672
+    h = 1152  # 14 spatial blocks x 45 extra rows, 14 temporal x 765, final layer 45 rows of 2h outputs
+    assert extra == 14 * 45 * h * 6 * h + 14 * 765 * h * 6 * h + 45 * h * 2 * h == 90_415_595_520
+    assert math.floor((ours + extra) / 1e7) / 100 == flops.PAPER_TABLE3[1][1] == 5572.69
+    # the conventions: a linear's MACs are in_features x output elements; attention's products uncounted
+    with torch.device("meta"):
+        small = Latte(
+            size="tiny", depth=1, hidden_size=8, num_heads=2, in_channels=1, input_size=2, num_frames=1
+        )
+    linear_macs = sum(m.in_features * m.out_features for m in small.modules() if type(m) is torch.nn.Linear)
+    # one clip, one frame, one 2x2 patch: one token; the timestep MLP's first layer reads 256 features
+    assert flops.thop_macs(small, (1, 1, 1, 2, 2)) == linear_macs + 8 * 1 * 4 + 2 * 8 * 3

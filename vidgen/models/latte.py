@@ -66,39 +66,19 @@ token is its own), cross-attention reads each frame's own caption, and temporal 
 ``num_video_frames = 0`` treats every frame as an independent image. Not supported with
 ``patch_embed=tube`` (a tube would fuse clip frames and unrelated images): that raises a ValueError.
 
-Parameter counts (XL: h = 1152, 28 blocks, 16 heads, C = 4, p = 2, learn_sigma, unconditional; frozen
-tables are buffers). Outside the blocks: x_embedder ``4*4*h + h``, t_embedder ``256h + h + h^2 + h``, final
-layer ``2h^2 + 2h + 32h + 32`` = 4,337,312. Per block: variant 1/2/4 ``18h^2 + 15h`` (qkv+proj ``4h^2+4h``,
-MLP ``8h^2+5h``, adaLN ``6h^2+6h``), variant 3 ``22h^2 + 19h`` (one more MHA).
-
-=======  ==============  ==============  ===============  ===============
-variant  params (ours)   paper Table 3   GFLOPs (ours)    paper Table 3
-=======  ==============  ==============  ===============  ===============
-1        673,681,568     673.68M         3725.65          5572.69
-2        673,681,568     673.68M         3725.65          5572.69
-3        822,446,240     676.33M         5015.15          6153.15
-3 (23)   676,355,360     676.33M         4119.67          6153.15
-4        673,681,568     676.44M         3725.65          1545.15
-=======  ==============  ==============  ===============  ===============
-
-(FLOPs of one forward on 1 x 4 x 16 x 32 x 32 latents, multiply-add = 2, by :func:`count_flops`.) Variants
-1 and 2 match exactly. Variant 3: 23 blocks (``depth=23``) give 676.35M (truncated), the nearest to the
-paper's 676.33M; its FLOPs are then the paper's divided by 1.494, the same ratio as variant 1's (1.496),
-which supports a 22h^2 block (one 6h modulation) at about 23 blocks in the paper. The default depth stays
-the size table's (28). Variant 4: ours has variant 1's parameters and FLOPs (the split heads compute the
-same products as one spatial plus one temporal block); the paper's extra 2.76M parameters and its 1/3.6
-FLOPs are not explained by the seed's description. The constant ~1.5 FLOPs ratio is not explained either
-(24 = 16 + 8 frames through every block, as in joint training, would give it: ``--frames 24`` in
-``experiments/latte/flops.py`` lands within 0.6% of the paper's variants 1-3).
-
-How the other switches change the count (per block counts apply to every block they touch):
-``tube``: x_embedder ``+ (s-1) * C p^2 h`` (Conv3d weight), the wider linear decoder
-``+ (s-1) * p^2 C_out (h+1)``, and the transposed conv ``s^2 C_out^2 + C_out`` (XL, s = 2: + 18,432 + 36,896
-+ 264 = 673,737,160); ``tokens``: per block ``- 6h^2 - 6h`` (no adaLN) ``+ 2h`` per
-affine LayerNorm (2 per block, 3 in variant 3), final layer ``- 2h^2`` (adaLN ``2h^2 + 2h`` out, affine LN
-``2h`` in) (XL variant 1: 448,009,376); ``rope``: no change; ``text_dim = T``: per spatial-attention block
-``+ 2h^2 + 2hT + 4h`` (XL variant 1, T = 768: 14 x 4,428,288 = + 61,996,032); ``num_classes = n``: + ``(n+1) h``
-(label table, with the null class; under ``tokens`` too); ``learn_sigma=False``: ``- p^2 C h - p^2 C``.
+Parameter count, how it depends on the switches (h = hidden size, C = latent channels, p = patch, s = tube
+stride; frozen position tables are buffers, not parameters). Outside the blocks: x_embedder
+``p^2 C h + h``, t_embedder ``256h + h + h^2 + h``, final layer ``2h^2 + 2h + p^2 C_out (h + 1)``. Per block:
+variants 1/2/4 ``18h^2 + 15h`` (qkv+proj ``4h^2+4h``, MLP ``8h^2+5h``, adaLN ``6h^2+6h``), variant 3
+``22h^2 + 19h`` (one more MHA). ``match_params_of`` picks variant 3's depth at about variant 1's count.
+``tube``: x_embedder ``+ (s-1) C p^2 h`` (Conv3d weight), the wider linear decoder ``+ (s-1) p^2 C_out (h+1)``
+and the transposed conv ``s^2 C_out^2 + C_out``; ``tokens``: per block ``- 6h^2 - 6h`` (no adaLN) ``+ 2h``
+per affine LayerNorm (2 per block, 3 in variant 3), final layer ``- 2h^2`` (adaLN ``2h^2 + 2h`` out, affine
+LN ``2h`` in); ``rope``: no change; ``text_dim = T``: per block that attends over space
+``+ 2h^2 + 2hT + 4h``; ``num_classes = n``: ``+ (n+1) h`` (label table with the null class, under
+``tokens`` too); ``learn_sigma=False``: ``- p^2 C h - p^2 C``. The counts at each size, next to the paper's
+Tables 3 and 4, and the FLOPs reconciled with the paper's: ``experiments/latte/README.md``
+(``experiments/latte/flops.py``).
 """
 
 from __future__ import annotations
