@@ -50,22 +50,11 @@ Sizes (``size``): ``sd`` = Stable Diffusion 1.x's U-Net (blocks 320/640/1280/128
 width 32). With ``pretrained_path`` the folder's ``config.json`` defines the architecture and ``size`` is
 not used.
 
-Parameter counts (4 latent channels, ``learn_sigma`` false, default cross-attention width; ``sd`` counted
-on the meta device):
-
-=======  ===========  ============  ===========  =====================================
-size     latent_2d    latent_shift  latent_vdm   temporal layers (latent_vdm only)
-=======  ===========  ============  ===========  =====================================
-tiny     792,964      792,964       822,596      4 layers (3 x 32, 1 x 64): 29,632
-sd       859,520,964  859,520,964   909,157,444  16 layers (5 x 320, 5 x 640, 6 x 1280):
-                                                 49,636,480
-=======  ===========  ============  ===========  =====================================
-
-``sd``'s 859,520,964 is Stable Diffusion 1.x's U-Net. ``latent_shift`` always has exactly the plain
-U-Net's parameters (the paper's point: 22 hooked ResNet blocks in ``sd``, 8 in ``tiny``, no parameter);
-``latent_vdm`` adds ``4C^2 + 6C`` per spatial transformer of width ``C``. The paper reports 1.53B
-(Latent-Shift) and 1.58B (Latent-VDM) for its whole models: the 50M gap matches the 49.6M temporal layers
-here. ``learn_sigma`` adds the output conv's extra channels (``sd``: +11,524; ``tiny``: +1,156).
+Parameters: ``latent_shift`` and ``latent_2d`` have exactly the plain U-Net's parameters (the paper's
+point: the shift adds none; 22 hooked ResNet blocks in ``sd``, 8 in ``tiny``); ``latent_vdm`` adds
+``4C^2 + 6C`` per spatial transformer of width ``C`` (:mod:`vidgen.nn.temporal_attention`);
+``learn_sigma`` adds the output conv's extra channels. The counts at each size, next to the paper's 1.53B /
+1.58B: ``experiments/latent_shift/README.md``.
 """
 
 from __future__ import annotations

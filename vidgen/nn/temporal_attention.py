@@ -15,9 +15,7 @@ a text-to-image U-Net, as VDM and MagicVideo do. The layer here works on frames 
   image U-Net wrapped with these layers starts as the per-frame image model.
 
 Parameters per layer of width ``C``: LayerNorm ``2C``, ``qkv`` ``3C^2 + 3C``, ``proj`` ``C^2 + C``, in all
-``4C^2 + 6C``. After the 16 spatial transformers of Stable Diffusion 1.x (widths 5 x 320, 5 x 640,
-6 x 1280) this adds 49,636,480 parameters, the gap between the paper's Latent-VDM (1.58B) and
-Latent-Shift (1.53B) (:mod:`vidgen.models.latent_unet`).
+``4C^2 + 6C`` (the counts at each U-Net size, next to the paper's: ``experiments/latent_shift/README.md``).
 
 Image-video joint training (``clip_frames < F``): the clip frames attend among themselves; every frame
 after the clip is an independent image, a one-frame video that attends only to itself (VDM's joint

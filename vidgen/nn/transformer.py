@@ -17,8 +17,8 @@ Conditioning (``modulated=True``, S-AdaLN = DiT's adaLN-Zero): ``SiLU -> Linear(
 vector gives (shift, scale, gate) for the self-attention sub-layer(s) and for the MLP. In the factorised
 self-attention block (variant 3) the spatial and the temporal attention sub-layer both use the attention
 triple: one 6h modulation per block whatever the variant, so a variant-3 block has the parameters of a
-DiT block plus one attention (22h^2 + 19h), the count that reproduces the paper's Table 3 (see
-``vidgen.models.latte``). The gates start at zero, so every block starts as the identity.
+DiT block plus one attention (22h^2 + 19h; how that compares with the paper's Table 3:
+``experiments/latte/README.md``). The gates start at zero, so every block starts as the identity.
 
 ``modulated=False`` (Latte's "all tokens" injection: the condition enters as tokens): the block is a
 standard pre-LN transformer block (the paper's Fig. 4b) with affine LayerNorms and ungated residuals.
