@@ -5,7 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from vidgen.models.stable_diffusion import SD_COMPONENTS, find_weights
+from vidgen.config.files import find_weights
+from vidgen.models.stable_diffusion import SD_COMPONENTS
 
 #: the config file(s) of the components whose config is not ``config.json``, in the order they are looked for
 CONFIG_NAMES = {

@@ -1,10 +1,10 @@
 """Conditioners: turn a batch's labels / captions into a :class:`Cond` for the denoiser."""
 
+from vidgen.conditioning.base import Conditioner
 from vidgen.conditioning.cond import Cond
 from vidgen.conditioning.conditioners import (
     CONDITIONER_KINDS,
     ClassConditioner,
-    Conditioner,
     NoConditioner,
     build_conditioner,
 )

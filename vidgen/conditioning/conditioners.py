@@ -6,45 +6,11 @@ from __future__ import annotations
 from typing import Any
 
 import torch
-from torch import nn
 
+from vidgen.conditioning.base import Conditioner
 from vidgen.conditioning.cond import Cond
+from vidgen.conditioning.text import TextConditioner
 from vidgen.config.errors import ConfigError
-
-
-class Conditioner(nn.Module):
-    """Base interface.
-
-    * ``forward(batch, train, generator)`` -> :class:`Cond` for a training/validation batch; in training,
-      each sample's condition is replaced by the null condition with probability ``drop_prob``.
-    * ``null(n, device)`` -> the null condition for ``n`` samples (classifier-free guidance).
-    * ``for_sampling(n, device, labels=None, captions=None)`` -> the condition for ``n`` generated samples.
-    """
-
-    num_classes: int = 0
-    drop_prob: float = 0.0
-
-    @property
-    def supports_guidance(self) -> bool:
-        """Whether a null condition exists (the model was trained with condition dropout)."""
-        return False
-
-    def forward(
-        self, batch: dict[str, Any], train: bool = False, generator: torch.Generator | None = None
-    ) -> Cond:
-        raise NotImplementedError
-
-    def null(self, n: int, device: torch.device | str = "cpu") -> Cond:
-        raise NotImplementedError
-
-    def for_sampling(
-        self,
-        n: int,
-        device: torch.device | str = "cpu",
-        labels: torch.Tensor | None = None,
-        captions: list[str] | None = None,
-    ) -> Cond:
-        raise NotImplementedError
 
 
 class NoConditioner(Conditioner):
@@ -185,8 +151,6 @@ def build_conditioner(
             )
         return ClassConditioner(num_classes, drop_prob)
     if kind == "text":
-        from vidgen.conditioning.text import TextConditioner
-
         if num_classes:
             raise ConfigError("conditioner.num_classes", "a text-conditional model has num_classes 0")
         if not path:

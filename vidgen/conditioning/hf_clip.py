@@ -4,7 +4,7 @@ text tower without transformers.
 ``conditioner.path`` may name a Stable Diffusion folder (its ``text_encoder/`` is read) or a ``CLIPTextModel``
 folder itself (``config.json`` + ``model.safetensors`` or ``pytorch_model.bin``; ``.fp16`` variants and
 sharded ``*.index.json`` weights too). Its state dict is renamed to open_clip's text-tower layout and loaded,
-strictly, into the :class:`~vidgen.conditioning.text.OpenClipTextEncoder` of the configured open_clip
+strictly, into the :class:`~vidgen.conditioning.text_encoder.OpenClipTextEncoder` of the configured open_clip
 architecture (``conditioner.model_name``; ``ViT-L-14-quickgelu`` for SD 1.x):
 
 ==========================================================  ==============================================
@@ -48,8 +48,10 @@ from typing import Any, NamedTuple
 
 import torch
 
+from vidgen.conditioning.open_clip_loader import OpenClipError, resolve_architecture
+from vidgen.conditioning.text_encoder import OpenClipTextEncoder
 from vidgen.config.errors import ConfigError
-from vidgen.config.files import read_json_object
+from vidgen.config.files import TRANSFORMERS_WEIGHT_NAMES, find_weights, read_json_object, read_state_dict
 
 __all__ = [
     "HFClipText",
@@ -355,10 +357,6 @@ def load_hf_clip_text(
     """Load a Stable Diffusion folder's ``CLIPTextModel`` (or such a folder itself) into the open_clip text
     encoder of architecture ``model_name``, strictly; errors name ``path_key`` / ``name_key``."""
     import open_clip
-
-    from vidgen.conditioning.open_clip_loader import OpenClipError, resolve_architecture
-    from vidgen.conditioning.text import OpenClipTextEncoder
-    from vidgen.models.stable_diffusion import TRANSFORMERS_WEIGHT_NAMES, find_weights, read_state_dict
 
     folder, tokenizer_folder = find_text_encoder_folder(Path(path).expanduser(), path_key)
     weights = find_weights(folder, TRANSFORMERS_WEIGHT_NAMES)

@@ -26,13 +26,15 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from torch import nn
 
+from vidgen.conditioning.base import Conditioner
 from vidgen.conditioning.cond import Cond
-from vidgen.conditioning.conditioners import Conditioner
+from vidgen.conditioning.hf_clip import load_hf_clip_text
+from vidgen.conditioning.open_clip_loader import OpenClipError, create_open_clip
+from vidgen.conditioning.text_encoder import OpenClipTextEncoder
 from vidgen.config.errors import ConfigError
 
-__all__ = ["NULL_CAPTION", "PAD_TOKENS", "OpenClipTextEncoder", "TextConditioner"]
+__all__ = ["NULL_CAPTION", "PAD_TOKENS", "TextConditioner"]
 
 #: the caption of the null condition (classifier-free guidance): the empty caption
 NULL_CAPTION = ""
@@ -42,47 +44,6 @@ PAD_TOKENS = ("auto", "eot", "zero")
 
 #: distinct data captions remembered for sampling without explicit captions
 _REMEMBERED_CAPTIONS = 64
-
-
-class OpenClipTextEncoder(nn.Module):
-    """The text tower of an open_clip CLIP model, returning per-token states (no pooling, no projection).
-
-    Works for open_clip's ``CLIP`` (text tower inlined) and ``CustomTextCLIP`` with its own
-    ``TextTransformer``, as long as the tower is a causal transformer without a class token (every CLIP /
-    OpenCLIP text model is).
-    """
-
-    def __init__(self, clip_model: nn.Module) -> None:
-        super().__init__()
-        tower = getattr(clip_model, "text", clip_model)  # CustomTextCLIP keeps its tower in .text
-        needed = ("token_embedding", "positional_embedding", "transformer", "ln_final", "attn_mask")
-        if not all(hasattr(tower, name) for name in needed):
-            raise ValueError(f"{type(tower).__name__} is not an open_clip text transformer (needs {needed})")
-        if getattr(tower, "cls_emb", None) is not None or tower.attn_mask is None:
-            raise ValueError("the text tower must be causal without a class token (a CLIP text transformer)")
-        self.token_embedding = tower.token_embedding
-        self.positional_embedding = tower.positional_embedding
-        self.transformer = tower.transformer
-        self.ln_final = tower.ln_final
-        self.register_buffer("attn_mask", tower.attn_mask.clone(), persistent=False)
-
-    @property
-    def width(self) -> int:
-        """Feature size of the per-token states (``text_dim``)."""
-        return int(self.token_embedding.weight.shape[1])
-
-    @property
-    def context_length(self) -> int:
-        return int(self.positional_embedding.shape[0])
-
-    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
-        """``tokens: (B, L)`` int64 ids with ``L <= context_length`` -> states ``(B, L, width)`` (after the
-        final LayerNorm)."""
-        length = tokens.shape[1]
-        cast_dtype = self.transformer.get_cast_dtype()
-        x = self.token_embedding(tokens).to(cast_dtype) + self.positional_embedding[:length].to(cast_dtype)
-        x = self.transformer(x, attn_mask=self.attn_mask[:length, :length])
-        return self.ln_final(x)
 
 
 class TextConditioner(Conditioner):
@@ -129,8 +90,6 @@ class TextConditioner(Conditioner):
         pad_token: str = "auto",
     ) -> None:
         super().__init__()
-        from vidgen.conditioning.open_clip_loader import OpenClipError, create_open_clip
-
         self.drop_prob = float(drop_prob)
         if pad_token not in PAD_TOKENS:
             raise ConfigError(
@@ -140,8 +99,6 @@ class TextConditioner(Conditioner):
         declared_pad: int | None = None
         self.ignored_weights: list[str] = []
         if checkpoint.is_dir():
-            from vidgen.conditioning.hf_clip import load_hf_clip_text
-
             hf = load_hf_clip_text(checkpoint, model_name)  # raises ConfigError naming the key
             self.encoder, self.tokenizer = hf.encoder, hf.tokenizer
             self.source, self.ignored_weights = "hf_clip", hf.ignored

@@ -26,49 +26,26 @@ on a random initialisation that is overwritten anyway.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from vidgen.config.errors import ConfigError
-from vidgen.config.files import read_json_object
+from vidgen.config.files import (
+    DIFFUSERS_WEIGHT_NAMES,
+    TRANSFORMERS_WEIGHT_NAMES,
+    find_weights,
+    read_json_object,
+    read_state_dict,
+)
 
-__all__ = [
-    "DIFFUSERS_WEIGHT_NAMES",
-    "LDM_UNET_PREFIX",
-    "SD1_UNET_CONFIG",
-    "SD_COMPONENTS",
-    "TRANSFORMERS_WEIGHT_NAMES",
-    "find_weights",
-    "is_ldm_checkpoint",
-    "load_unet",
-    "read_state_dict",
-]
+__all__ = ["LDM_UNET_PREFIX", "SD1_UNET_CONFIG", "SD_COMPONENTS", "is_ldm_checkpoint", "load_unet"]
 
 #: the config key naming the U-Net checkpoint (errors name it)
 UNET_KEY = "model.pretrained_path"
 #: prefix of the U-Net's tensors in an original (CompVis / LDM) single-file checkpoint
 LDM_UNET_PREFIX = "model.diffusion_model."
-#: weights file names of a diffusers model folder, in the order they are preferred
-DIFFUSERS_WEIGHT_NAMES = (
-    "diffusion_pytorch_model.safetensors",
-    "diffusion_pytorch_model.bin",
-    "diffusion_pytorch_model.safetensors.index.json",
-    "diffusion_pytorch_model.bin.index.json",
-    "diffusion_pytorch_model.fp16.safetensors",
-    "diffusion_pytorch_model.fp16.bin",
-)
-#: weights file names of a Hugging Face transformers model folder (the text encoder), in preferred order
-TRANSFORMERS_WEIGHT_NAMES = (
-    "model.safetensors",
-    "pytorch_model.bin",
-    "model.safetensors.index.json",
-    "pytorch_model.bin.index.json",
-    "model.fp16.safetensors",
-    "pytorch_model.fp16.bin",
-)
 #: sub-folders of a Stable Diffusion pipeline folder, and the weights names each uses (None: no weights)
 SD_COMPONENTS: dict[str, tuple[str, ...] | None] = {
     "unet": DIFFUSERS_WEIGHT_NAMES,
@@ -114,44 +91,6 @@ _HINT = (
     "downloaded."
 )
 _SHOWN = 5  # names listed per category in a key-mismatch error
-
-
-def find_weights(folder: Path, names: Iterable[str] = DIFFUSERS_WEIGHT_NAMES) -> Path | None:
-    """The first of ``names`` that is a file in ``folder``, or None."""
-    for name in names:
-        if (folder / name).is_file():
-            return folder / name
-    return None
-
-
-def read_state_dict(file: str | Path, key: str = UNET_KEY) -> dict[str, Any]:
-    """Read a checkpoint file as it is stored: ``.safetensors``, a sharded ``*.index.json`` (its
-    ``weight_map`` shards, next to it), or a torch pickle read with ``weights_only=True`` (never executing
-    code). Errors name ``key``."""
-    from safetensors.torch import load_file
-
-    file = Path(file)
-    if not file.is_file():
-        raise ConfigError(key, f"checkpoint file '{file}' does not exist")
-    if file.name.endswith(".index.json"):
-        weight_map = read_json_object(file, key, "a sharded-weights index").get("weight_map")
-        if not isinstance(weight_map, dict) or not weight_map:
-            raise ConfigError(key, f"'{file}' is not a sharded-weights index (no 'weight_map')")
-        state: dict[str, Any] = {}
-        for shard in sorted(set(weight_map.values())):
-            state.update(read_state_dict(file.parent / shard, key))
-        return state
-    if file.suffix == ".safetensors":
-        return load_file(str(file))
-    try:
-        return torch.load(file, map_location="cpu", weights_only=True)
-    except Exception as error:  # UnpicklingError for objects other than tensors, or a corrupt file
-        first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        raise ConfigError(
-            key,
-            f"cannot read '{file}' with torch.load(weights_only=True) ({first}); it may hold Python objects other "
-            "than tensors, which are never unpickled here: save its state dict alone (or as .safetensors)",
-        ) from None
 
 
 def is_ldm_checkpoint(state: dict[str, Any]) -> bool:
