@@ -11,8 +11,9 @@ import torch
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
+from vidgen.config.checks import checked_int
 from vidgen.config.errors import ConfigError
-from vidgen.data.datamodule import ClipDataModule, SyntheticDataModule, VideoFolderDataModule, checked_int
+from vidgen.data.datamodule import ClipDataModule, SyntheticDataModule, VideoFolderDataModule
 from vidgen.data.loader import ResumableDataLoader
 from vidgen.data.webvid import WebVidDataModule
 

@@ -23,6 +23,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
+from vidgen.config.checks import checked_int
 from vidgen.config.errors import ConfigError
 from vidgen.data.joint import JointImageFrames
 from vidgen.data.loader import ResumableDataLoader
@@ -30,14 +31,6 @@ from vidgen.data.synthetic import SyntheticVideoDataset
 from vidgen.data.video_folder import VIDEO_EXTENSIONS, VideoFolderDataset, list_videos
 
 __all__ = ["ClipDataModule", "SyntheticDataModule", "VideoFolderDataModule", "checked_int"]
-
-
-def checked_int(key: str, value: Any, minimum: int = 1) -> int:
-    """``value`` as an ``int`` if it is an integer (numpy's included, bool not) ``>= minimum``; otherwise a
-    :class:`ConfigError` naming ``key``."""
-    if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < minimum:
-        raise ConfigError(key, f"must be an integer >= {minimum}, got {value!r}")
-    return int(value)
 
 
 class ClipDataModule(pl.LightningDataModule):

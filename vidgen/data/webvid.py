@@ -42,8 +42,9 @@ from typing import Any
 
 import numpy as np
 
+from vidgen.config.checks import checked_int
 from vidgen.config.errors import ConfigError
-from vidgen.data.datamodule import ClipDataModule, checked_int
+from vidgen.data.datamodule import ClipDataModule
 from vidgen.data.video_folder import VideoEntry, VideoFolderDataset
 
 __all__ = [

@@ -67,6 +67,7 @@ from torch import nn
 
 from vidgen.conditioning import Cond
 from vidgen.config import ConfigError
+from vidgen.config.checks import checked_int
 from vidgen.nn.frame_hooks import FrameCheckpoint, FrameContext, HookHandles, batch_to_frames, frames_to_batch
 from vidgen.nn.temporal_attention import attach_temporal_attention, build_temporal_layers
 from vidgen.nn.temporal_shift import attach_temporal_shift
@@ -144,12 +145,6 @@ def check_size(size: str) -> None:
     )
 
 
-def _check_int(key: str, value: object, minimum: int) -> int:
-    if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
-        raise ConfigError(key, f"must be an integer >= {minimum}, got {value!r}")
-    return value
-
-
 def _shift_fraction(shift: Mapping[str, Any] | None) -> float:
     """``model.shift`` -> the fraction per direction (default 1/3), checked."""
     if shift is None:
@@ -220,12 +215,12 @@ class LatentUNet(nn.Module):
             )
         check_size(size)
         self.temporal = temporal
-        self.in_channels = _check_int("model.in_channels", in_channels, 1)
-        self.input_size = _check_int("model.input_size", input_size, 1)
-        self.num_frames = _check_int("model.num_frames", num_frames, 1)
+        self.in_channels = checked_int("model.in_channels", in_channels, 1)
+        self.input_size = checked_int("model.input_size", input_size, 1)
+        self.num_frames = checked_int("model.num_frames", num_frames, 1)
         self.learn_sigma = bool(learn_sigma)
         self.out_channels = 2 * in_channels if learn_sigma else in_channels
-        cross_attention_dim = _check_int("model.cross_attention_dim", cross_attention_dim, 0)
+        cross_attention_dim = checked_int("model.cross_attention_dim", cross_attention_dim, 0)
         self.shift_fraction = _shift_fraction(shift)
         self.use_text_mask = bool(use_text_mask)
         self.gradient_checkpointing = bool(gradient_checkpointing)

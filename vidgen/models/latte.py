@@ -94,6 +94,7 @@ from torch.utils.checkpoint import checkpoint
 
 from vidgen.conditioning import Cond
 from vidgen.config import ConfigError
+from vidgen.config.checks import checked_choice, checked_int
 from vidgen.nn import (
     AdaLNModulation,
     BlockRole,
@@ -170,17 +171,6 @@ def block_layout(variant: int, depth: int) -> list[BlockRole]:
     raise ConfigError("model.variant", f"unknown variant {variant!r}; choose one of {LATTE_VARIANTS}")
 
 
-def _check_int(key: str, value: object, minimum: int) -> int:
-    if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
-        raise ConfigError(key, f"must be an integer >= {minimum}, got {value!r}")
-    return value
-
-
-def _check_choice(key: str, value: object, choices: tuple) -> None:
-    if value not in choices:
-        raise ConfigError(key, f"unknown value {value!r}; choose one of {', '.join(map(str, choices))}")
-
-
 class Latte(nn.Module):
     """Latte denoiser. ``forward(x, t, cond) -> out`` on latent videos ``(B, C, F, H, W)``.
 
@@ -239,11 +229,11 @@ class Latte(nn.Module):
         if size not in LATTE_SIZES:
             raise ConfigError("model.size", f"unknown size {size!r}; choose one of {', '.join(LATTE_SIZES)}")
         base = LATTE_SIZES[size]
-        depth = _check_int("model.depth", base.depth if depth is None else depth, 1)
-        hidden_size = _check_int(
+        depth = checked_int("model.depth", base.depth if depth is None else depth, 1)
+        hidden_size = checked_int(
             "model.hidden_size", base.hidden_size if hidden_size is None else hidden_size, 1
         )
-        num_heads = _check_int("model.num_heads", base.num_heads if num_heads is None else num_heads, 1)
+        num_heads = checked_int("model.num_heads", base.num_heads if num_heads is None else num_heads, 1)
         if hidden_size % num_heads:
             raise ConfigError(
                 "model.num_heads", f"hidden size {hidden_size} is not divisible by {num_heads} heads"
@@ -252,18 +242,18 @@ class Latte(nn.Module):
             raise ConfigError(
                 "model.hidden_size", f"must be divisible by 4 (2D sin-cos position table), got {hidden_size}"
             )
-        patch_size = _check_int("model.patch_size", patch_size, 1)
-        in_channels = _check_int("model.in_channels", in_channels, 1)
-        input_size = _check_int("model.input_size", input_size, 1)
+        patch_size = checked_int("model.patch_size", patch_size, 1)
+        in_channels = checked_int("model.in_channels", in_channels, 1)
+        input_size = checked_int("model.input_size", input_size, 1)
         if input_size % patch_size:
             raise ConfigError(
                 "model.input_size", f"input size {input_size} is not divisible by patch size {patch_size}"
             )
-        num_frames = _check_int("model.num_frames", num_frames, 1)
+        num_frames = checked_int("model.num_frames", num_frames, 1)
         if not isinstance(mlp_ratio, int | float) or int(hidden_size * mlp_ratio) < 1:
             raise ConfigError("model.mlp_ratio", f"must be a positive number, got {mlp_ratio!r}")
-        num_classes = _check_int("model.num_classes", num_classes, 0)
-        _check_choice("model.variant", variant, LATTE_VARIANTS)
+        num_classes = checked_int("model.num_classes", num_classes, 0)
+        checked_choice("model.variant", variant, LATTE_VARIANTS)
         if variant == 2 and depth < 2:
             raise ConfigError(
                 "model.depth", "variant 2 (late fusion) needs depth >= 2: spatial, then temporal"
@@ -273,25 +263,25 @@ class Latte(nn.Module):
                 "model.num_heads",
                 f"variant 4 splits the heads half spatial, half temporal: {num_heads} is odd",
             )
-        _check_choice("model.patch_embed", patch_embed, PATCH_EMBEDS)
-        tube_stride = _check_int("model.tube_stride", tube_stride, 1)
+        checked_choice("model.patch_embed", patch_embed, PATCH_EMBEDS)
+        tube_stride = checked_int("model.tube_stride", tube_stride, 1)
         if patch_embed == "tube" and num_frames % tube_stride:
             raise ConfigError(
                 "model.tube_stride",
                 f"num_frames {num_frames} is not divisible by the tube's temporal stride {tube_stride}",
             )
-        _check_choice("model.injection", injection, INJECTIONS)
-        _check_choice("model.temporal_position", temporal_position, TEMPORAL_POSITIONS)
+        checked_choice("model.injection", injection, INJECTIONS)
+        checked_choice("model.temporal_position", temporal_position, TEMPORAL_POSITIONS)
         if temporal_position == "rope" and (hidden_size // num_heads) % 2:
             raise ConfigError(
                 "model.temporal_position",
                 f"rope needs an even head dimension, got {hidden_size} / {num_heads} = {hidden_size // num_heads}",
             )
-        text_dim = _check_int("model.text_dim", text_dim, 0)
+        text_dim = checked_int("model.text_dim", text_dim, 0)
         #: the configured depth (:attr:`depth` differs from it when ``match_params_of`` chose another)
         self.reference_depth = depth
         if match_params_of is not None:
-            _check_choice("model.match_params_of", match_params_of, LATTE_VARIANTS)
+            checked_choice("model.match_params_of", match_params_of, LATTE_VARIANTS)
             arch = dict(
                 size=size, hidden_size=hidden_size, num_heads=num_heads, patch_size=patch_size,
                 in_channels=in_channels, input_size=input_size, num_frames=num_frames, mlp_ratio=mlp_ratio,
