@@ -12,9 +12,10 @@ import torch
 from tests.conftest import TINY, compose_config
 from tests.test_cli import run_module
 from vidgen.config.errors import ConfigError
-from vidgen.evaluate import fake_from_folder, run_evaluation, sample_files
+from vidgen.evaluate import run_evaluation
 from vidgen.io.samples import write_samples
 from vidgen.io.video import video_to_uint8
+from vidgen.metrics.clip_sources import fake_from_folder, sample_files
 from vidgen.sample import sample
 from vidgen.train import train
 
@@ -130,13 +131,13 @@ def test_missing_metric_weights_fail_before_sampling(trained: dict, tmp_path: Pa
 def test_real_statistics_cache_key_ignores_loader_and_joint_training_settings() -> None:
     """Runs that read the same real clips share one cache entry: batch size, workers and the image frames
     appended to training clips (data.joint_image_frames) do not change what an evaluation reads."""
-    from vidgen.evaluate import _dataset_key
+    from vidgen.metrics.evaluation import dataset_key
 
     data = {"_target_": "x", "name": "synthetic", "num_frames": 8, "resolution": 16, "frame_stride": 1}
-    base = _dataset_key(data, None)
-    assert _dataset_key({**data, "batch_size": 64, "num_workers": 3, "joint_image_frames": 4}, None) == base
-    assert _dataset_key({**data, "frame_stride": 2}, None) != base
-    assert _dataset_key(data, "/some/folder") == {"real_dir": str(Path("/some/folder").resolve())}
+    base = dataset_key(data, None)
+    assert dataset_key({**data, "batch_size": 64, "num_workers": 3, "joint_image_frames": 4}, None) == base
+    assert dataset_key({**data, "frame_stride": 2}, None) != base
+    assert dataset_key(data, "/some/folder") == {"real_dir": str(Path("/some/folder").resolve())}
 
 
 def test_a_folder_of_png_images_reads_as_one_frame_clips(tmp_path: Path) -> None:

@@ -25,7 +25,6 @@ from tests.conftest import REPO_ROOT, TINY, compose_config
 from vidgen.config.errors import ConfigError
 from vidgen.config.instantiate import instantiate_node
 from vidgen.config.schema import validate_config
-from vidgen.evaluate import build_metrics, evaluate_model
 from vidgen.lit.build import load_module_from_checkpoint
 from vidgen.lit.periodic_evaluation import (
     HISTORY_FILE,
@@ -34,6 +33,7 @@ from vidgen.lit.periodic_evaluation import (
     append_history,
     read_history,
 )
+from vidgen.metrics.evaluation import build_metrics, evaluate_model
 from vidgen.metrics.weights import MissingWeightsError
 from vidgen.train import train
 

@@ -38,8 +38,7 @@ from vidgen.config.schema import validate_config
 from vidgen.lit.build import build_module, video_shape_from_config
 from vidgen.lit.module import VideoDiffusionModule
 from vidgen.lit.seeding import step_generator
-from vidgen.sample import pick_device
-from vidgen.train import CONFIG_DIR
+from vidgen.runtime import CONFIG_DIR, pick_device
 
 
 def _peak_memory_mib(device: torch.device) -> float:

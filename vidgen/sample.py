@@ -23,7 +23,6 @@ autoencoder and conditioner are rebuilt from the checkpoint's stored config, wit
 
 from __future__ import annotations
 
-import json
 import sys
 import time
 from pathlib import Path
@@ -35,19 +34,12 @@ from omegaconf import DictConfig, OmegaConf
 import vidgen  # noqa: F401  (registers config resolvers)
 from vidgen.config.errors import ConfigError
 from vidgen.config.schema import SamplerSchema, validate_node
+from vidgen.io.conditions import write_conditions
 from vidgen.io.samples import write_samples
 from vidgen.io.video import auto_scale
 from vidgen.lit.build import load_module_from_checkpoint
 from vidgen.lit.module import VideoDiffusionModule
-from vidgen.train import CONFIG_DIR
-
-
-def pick_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise ConfigError("device", "cuda requested but no GPU is available")
-    return torch.device(name)
+from vidgen.runtime import CONFIG_DIR, pick_device
 
 
 def checkpoint_overrides(cfg: DictConfig) -> list[str]:
@@ -167,13 +159,8 @@ def sample(cfg: DictConfig) -> list[Path]:
     out_dir = Path(cfg.out_dir)
     scale_px = int(cfg.upscale) if cfg.get("upscale") else auto_scale(videos.shape[-2], videos.shape[-1])
     written = write_samples(out_dir, videos, fps=int(cfg.fps), scale=scale_px)
-    conditions: dict[str, dict] = {}  # what each file was generated for (vidgen.evaluate reads it)
-    if labels is not None:
-        conditions["labels"] = {p.name: int(label) for p, label in zip(written, labels.tolist())}
-    if captions is not None:
-        conditions["captions"] = {p.name: caption for p, caption in zip(written, captions)}
-    if conditions:
-        (out_dir / "conditions.json").write_text(json.dumps(conditions, indent=2))
+    # what each file was generated for (vidgen.evaluate reads it)
+    write_conditions(out_dir, written, None if labels is None else labels.tolist(), captions)
     kind = "images" if videos.shape[2] == 1 else f"videos of {videos.shape[2]} frames"
     print(
         f"Wrote {len(videos)} {kind} + {written[-1].name} to {out_dir} ({sampler_cfg['name']}, "
@@ -184,6 +171,7 @@ def sample(cfg: DictConfig) -> list[Path]:
 
 @hydra.main(config_path=CONFIG_DIR, config_name="sample", version_base="1.3")
 def main(cfg: DictConfig) -> None:
+    """Hydra entry: sample (exit 2 on a config error)."""
     try:
         sample(cfg)
     except (ConfigError, ValueError) as error:

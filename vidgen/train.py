@@ -27,8 +27,7 @@ from vidgen.config.instantiate import instantiate_node as instantiate
 from vidgen.config.schema import validate_config
 from vidgen.lit.build import build_module
 from vidgen.lit.callbacks import InterruptCheckpoint, forward_stop_signals
-
-CONFIG_DIR = str(Path(__file__).resolve().parent.parent / "conf")
+from vidgen.runtime import CONFIG_DIR
 
 # The frozen EMA twin and autoencoder are in eval mode on purpose; Lightning's notice about it is noise.
 warnings.filterwarnings("ignore", message=r".*module\(s\) in eval mode.*")
@@ -81,8 +80,8 @@ def _evaluate_at_end(
     """Run the configured ``metrics`` on the trained model; write ``metrics.json`` and log ``eval/*``."""
     import json
 
-    from vidgen.evaluate import build_metrics, evaluate_model, format_table
     from vidgen.lit.periodic_evaluation import record_final_evaluation
+    from vidgen.metrics.evaluation import build_metrics, evaluate_model, format_metrics_table
 
     settings = cfg.evaluation
     metrics = build_metrics(cfg.metrics, module.device, settings.num_real, settings.num_fake)
@@ -100,7 +99,7 @@ def _evaluate_at_end(
     for logger in trainer.loggers:
         logger.log_metrics({f"eval/{k}": v for k, v in result["metrics"].items()}, step=step)
         logger.save()  # fit has ended: without this the CSV logger never writes these rows
-    print(format_table(result["metrics"]))
+    print(format_metrics_table(result["metrics"]))
     return result["metrics"]
 
 

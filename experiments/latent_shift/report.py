@@ -105,7 +105,7 @@ def time_sampling(job: Path, num: int, device: str = "auto") -> float | None:
     import torch
 
     from vidgen.lit.build import load_module_from_checkpoint
-    from vidgen.sample import pick_device
+    from vidgen.runtime import pick_device
 
     module, cfg = load_module_from_checkpoint(checkpoint)
     module.to(pick_device(device))

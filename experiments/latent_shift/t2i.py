@@ -202,7 +202,7 @@ def build_image_metrics(
     cfg: DictConfig, num: int, video: bool, device: torch.device | None = None
 ) -> dict[str, VideoMetric]:
     """The metrics of one mode: see the module docstring."""
-    from vidgen.evaluate import build_metrics
+    from vidgen.metrics.evaluation import build_metrics
     from vidgen.metrics.synthetic import SyntheticStructure
 
     metrics: dict[str, VideoMetric] = {}
@@ -247,7 +247,8 @@ def score(
     real = None
     dataset_key = None
     if any(m.needs_real for m in metrics.values()):
-        from vidgen.evaluate import _dataset_key, real_from_dataset
+        from vidgen.metrics.clip_sources import real_from_dataset
+        from vidgen.metrics.evaluation import dataset_key as _dataset_key
 
         datamodule = _datamodule(cfg)
         need = max(m.num_real_wanted for m in metrics.values() if m.needs_real)
@@ -318,7 +319,7 @@ def run(
 ) -> dict[str, Path]:
     """Evaluate every run in ``paths``; write the report files and return their paths."""
     from vidgen.io.video import make_grid_video, write_png
-    from vidgen.sample import pick_device
+    from vidgen.runtime import pick_device
 
     where = pick_device(device)
 

@@ -18,7 +18,7 @@ Distributed runs: every rank takes part. The generated clips are split over the 
 lock-step for a sharded (FSDP) EMA model whose forward pass is a collective. Rank 0 alone reads real clips,
 computes the metrics, writes and logs; a barrier ends the evaluation. With one process the clips, labels and
 noise (and, for a text model, captions) are exactly those of ``vidgen.evaluate`` / ``evaluation.at_end``
-(:func:`vidgen.evaluate.evaluate_model`).
+(:func:`vidgen.metrics.evaluation.evaluate_model`).
 The first evaluation of a dataset computes the real statistics (then cached) while the other ranks wait in
 their first gather: keep that under the process-group timeout (30 minutes by default), e.g. by running
 ``python -m vidgen.evaluate`` once beforehand.
@@ -41,6 +41,11 @@ import lightning as L
 import torch
 from lightning.pytorch.utilities import rank_zero_info
 from omegaconf import DictConfig, OmegaConf
+
+from vidgen.metrics.clip_sources import evaluation_captions, real_from_dataset
+from vidgen.metrics.evaluation import build_metrics, dataset_key, protocol_counts
+from vidgen.metrics.evaluator import check_required_files, evaluate, frames_to_uint8_batch
+from vidgen.metrics.stats_cache import StatsCache
 
 __all__ = [
     "HISTORY_FILE",
@@ -133,8 +138,6 @@ class _GeneratedClips:
         self.generator = torch.Generator().manual_seed(int(seed) + 1_000_003 * self.rank)
 
     def _round(self) -> dict[str, Any]:
-        from vidgen.metrics.evaluator import frames_to_uint8_batch
-
         start = (self.done * self.world + self.rank) * self.batch_size
         # one process: the last round makes only what is left (as vidgen.evaluate does); several: every rank
         # makes full rounds (gathered tensors must have one shape)
@@ -226,14 +229,10 @@ class PeriodicEvaluation(L.Callback):
 
     # ------------------------------------------------------------------ hooks
     def _build_metrics(self, device: torch.device) -> dict[str, Any]:
-        from vidgen.evaluate import build_metrics
-
         return build_metrics(OmegaConf.create(self.metrics_cfg), device, self.num_real, self.num_fake)
 
     def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
         if self.enabled and stage == "fit":
-            from vidgen.metrics.evaluator import check_required_files
-
             check_required_files(self._build_metrics(pl_module.device))  # fail before training, not after
 
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
@@ -264,10 +263,6 @@ class PeriodicEvaluation(L.Callback):
         self, trainer: L.Trainer, pl_module: Any, step: int, train_seconds: float | None = None
     ) -> dict[str, float] | None:
         """Evaluate now, on every rank; rank 0 writes and logs the row and returns the metrics (else None)."""
-        from vidgen.evaluate import _dataset_key, evaluation_captions, protocol_counts, real_from_dataset
-        from vidgen.metrics.evaluator import evaluate
-        from vidgen.metrics.stats_cache import StatsCache
-
         started = time.perf_counter()
         metrics = self._build_metrics(pl_module.device)
         need_real, need_fake = protocol_counts(metrics)
@@ -298,7 +293,7 @@ class PeriodicEvaluation(L.Callback):
                 fake,
                 real,
                 cache=StatsCache(self.cache_dir / "real_stats"),
-                dataset_key=_dataset_key(self.data_cfg, None),
+                dataset_key=dataset_key(self.data_cfg, None),
             )
             fake.finish()
             values = result["metrics"]

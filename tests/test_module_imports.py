@@ -1,0 +1,64 @@
+"""The shape of the package: the command-line modules sit on top and import the library downward; no module
+of ``vidgen/`` imports a CLI module (at the top of a file or inside a function)."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+from tests.conftest import REPO_ROOT
+
+PACKAGE_DIR = REPO_ROOT / "vidgen"
+CLI_MODULES = {"vidgen.train", "vidgen.sample", "vidgen.evaluate", "vidgen.bench"}
+
+
+def module_name(path: Path) -> str:
+    """``vidgen/lit/build.py`` -> ``vidgen.lit.build``; a package's ``__init__.py`` -> the package."""
+    parts = path.relative_to(REPO_ROOT).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def imported_modules(source: str, name: str, is_package: bool = False) -> set[str]:
+    """Every module ``source`` (the module ``name``) imports anywhere in its body, function-level imports
+    included, relative imports resolved; ``from a import b`` counts as importing ``a`` and ``a.b`` (``b``
+    may be a submodule)."""
+    package = name if is_package else name.rpartition(".")[0]
+    found: set[str] = set()
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = package.split(".")[: len(package.split(".")) - (node.level - 1)]
+                module = ".".join([*base, node.module] if node.module else base)
+            else:
+                module = node.module or ""
+            found.add(module)
+            found.update(f"{module}.{alias.name}" for alias in node.names)
+    return found
+
+
+def test_the_import_parser_sees_every_form() -> None:
+    source = (
+        "import vidgen.train\n"
+        "from vidgen import sample\n"
+        "def f():\n"
+        "    from vidgen.evaluate import build_metrics\n"
+        "    from .. import bench\n"
+        "    from .build import build_module\n"
+    )
+    found = imported_modules(source, "vidgen.lit.periodic_evaluation")
+    assert found >= CLI_MODULES
+    assert "vidgen.lit.build" in found and "vidgen.lit.build.build_module" in found
+    assert "vidgen.x" in imported_modules("from .x import y", "vidgen", is_package=True)
+
+
+def test_no_module_imports_a_command_line_module() -> None:
+    offenders = []
+    for path in sorted(PACKAGE_DIR.rglob("*.py")):
+        name = module_name(path)
+        imported = imported_modules(path.read_text(), name, is_package=path.name == "__init__.py")
+        offenders += [f"{name} imports {cli}" for cli in sorted(imported & CLI_MODULES) if cli != name]
+    assert offenders == [], (
+        "CLI modules are entry points; move what is shared into the library:\n" + "\n".join(offenders)
+    )

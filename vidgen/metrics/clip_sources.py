@@ -1,0 +1,146 @@
+"""Where evaluation clips come from: a trained model, a folder of generated samples, or a dataset.
+
+Each source is an iterator of the evaluator's batches ``{"video": uint8 (N, F, H, W, 3), "label"?: (N,),
+"caption"?: list[str]}`` (:data:`vidgen.metrics.evaluator.Batch`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch.utils.data import DataLoader
+from tqdm import tqdm
+
+from vidgen.config.errors import ConfigError
+from vidgen.io.conditions import read_conditions
+from vidgen.io.samples import GRID_STEM
+from vidgen.metrics.evaluator import Batch, frames_to_uint8_batch
+
+__all__ = [
+    "evaluation_captions",
+    "fake_from_checkpoint",
+    "fake_from_folder",
+    "folder_dataset",
+    "read_sample",
+    "real_from_dataset",
+    "sample_files",
+]
+
+
+def fake_from_checkpoint(
+    module: Any,
+    num: int,
+    batch_size: int,
+    seed: int,
+    guidance_scale: float | None,
+    sampler: dict | None,
+    captions: list[str] | None = None,
+) -> Iterator[Batch]:
+    """Generate ``num`` clips in batches; class-conditional models get the classes in turn, text-conditional
+    ones the given ``captions`` (``num`` of them, e.g. the evaluation split's), which the batches carry on
+    to the metrics (CLIPSIM)."""
+    generator = torch.Generator().manual_seed(seed)
+    num_classes = module.conditioner.num_classes
+    is_text = bool(getattr(module.conditioner, "text_dim", 0))
+    if is_text and (captions is None or len(captions) < num):
+        raise ValueError(f"a text-conditional model needs {num} captions to generate evaluation clips")
+    with tqdm(total=num, desc="generating", unit="clip") as bar:
+        for start in range(0, num, batch_size):
+            n = min(batch_size, num - start)
+            labels = torch.arange(start, start + n) % num_classes if num_classes else None
+            chunk = list(captions[start : start + n]) if is_text and captions else None
+            videos = module.generate(
+                n,
+                generator=generator,
+                labels=labels,
+                captions=chunk,
+                guidance_scale=guidance_scale,
+                sampler=sampler,
+            )
+            bar.update(n)
+            batch: Batch = {"video": frames_to_uint8_batch(videos), "label": labels}
+            if chunk is not None:
+                batch["caption"] = chunk
+            yield batch
+
+
+def evaluation_captions(module: Any, datamodule: Any, num: int) -> list[str] | None:
+    """Captions to generate evaluation clips from: the data's (deterministic), for text models only."""
+    if not getattr(module.conditioner, "text_dim", 0):
+        return None
+    if datamodule is None or not getattr(datamodule, "has_captions", False):
+        raise ConfigError("data", "a text-conditional model is evaluated on captions: use data with captions")
+    return list(datamodule.sample_captions(num))
+
+
+def sample_files(folder: Path) -> list[Path]:
+    """The generated samples in ``folder`` in name order: its ``*.mp4`` videos, or its ``*.png`` images (one-frame
+    samples, as ``vidgen.sample data.num_frames=1`` writes them); the grid is not a sample. A folder with
+    neither, or with both, is a :class:`ConfigError` on ``fake_dir``."""
+    found = {
+        suffix: sorted(p for p in folder.glob(f"*{suffix}") if p.stem != GRID_STEM)
+        for suffix in (".mp4", ".png")
+    }
+    kinds = [suffix for suffix, files in found.items() if files]
+    if not kinds:
+        raise ConfigError("fake_dir", f"no .mp4 videos or .png images in '{folder}'")
+    if len(kinds) > 1:
+        raise ConfigError(
+            "fake_dir",
+            f"'{folder}' holds both .mp4 videos ({len(found['.mp4'])}) and .png images ({len(found['.png'])}): "
+            "give a folder of one kind",
+        )
+    return found[kinds[0]]
+
+
+def read_sample(path: Path) -> torch.Tensor:
+    """One generated sample as uint8 ``(F, H, W, 3)``: an .mp4's frames, or a .png image as ``F = 1``."""
+    from vidgen.io.video import read_image, read_video
+
+    return read_image(path).unsqueeze(0) if path.suffix == ".png" else read_video(path)
+
+
+def fake_from_folder(folder: Path, batch_size: int) -> Iterator[Batch]:
+    """Read the generated samples of :func:`sample_files` in name order (``"video"``: uint8
+    ``(B, F, H, W, 3)``; images have ``F = 1``); labels / captions from ``conditions.json`` when present
+    (``vidgen.sample`` writes it)."""
+    files = sample_files(folder)
+    conditions = read_conditions(folder)
+    for start in range(0, len(files), batch_size):
+        chunk = files[start : start + batch_size]
+        batch: Batch = {"video": torch.stack([torch.as_tensor(read_sample(p)) for p in chunk])}
+        if "labels" in conditions:
+            batch["label"] = torch.tensor([conditions["labels"][p.name] for p in chunk])
+        if "captions" in conditions:
+            batch["caption"] = [conditions["captions"][p.name] for p in chunk]
+        yield batch
+
+
+def real_from_dataset(dataset: Any, batch_size: int) -> Iterator[Batch]:
+    """Real clips of a dataset (float [-1, 1]) converted to the metrics' uint8 format."""
+    loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=0)
+    for batch in tqdm(loader, desc="real clips", unit="batch"):
+        out: Batch = {"video": frames_to_uint8_batch(batch["video"])}
+        if "label" in batch:
+            out["label"] = batch["label"]
+        if "caption" in batch:
+            out["caption"] = list(batch["caption"])
+        yield out
+
+
+def folder_dataset(root: str | Path, data_cfg: dict[str, Any] | None) -> Any:
+    """The real clips of a folder of videos (``real_dir``) for evaluation, shaped like the data config's
+    clips (``num_frames``, ``frame_stride``, ``resolution``; 16 / 1 / 256 without one), from frame 0."""
+    from vidgen.data.video_folder import VideoFolderDataset
+
+    reference = data_cfg or {}
+    return VideoFolderDataset(
+        root=root,
+        num_frames=int(reference.get("num_frames", 16)),
+        frame_stride=int(reference.get("frame_stride", 1)),
+        resolution=int(reference.get("resolution", 256)),
+        random_offset=False,
+    )
