@@ -21,7 +21,7 @@ from torch import nn
 from tests.conftest import TINY_RUN, compose_config
 from tests.tiny_open_clip import TEXT_WIDTH, forbid_open_clip_downloads, save_tiny_open_clip
 from vidgen.autoencoders import build_autoencoder
-from vidgen.bench import compose_compared_configs, format_comparison, run_comparison
+from vidgen.benchmark.compare import compose_compared_configs, format_comparison, run_comparison
 from vidgen.conditioning import build_conditioner
 from vidgen.config.errors import ConfigError
 from vidgen.config.instantiate import instantiate_node
@@ -29,8 +29,9 @@ from vidgen.diffusion import build_diffusion
 from vidgen.io.video import read_image, read_video
 from vidgen.lit.build import build_module
 from vidgen.lit.module import VideoDiffusionModule
+from vidgen.lit.sampling import check_frame_count
 from vidgen.models.latent_unet import LatentUNet
-from vidgen.sample import check_frame_count, sample
+from vidgen.sample import sample
 from vidgen.train import train
 
 CAPTIONS = ["a red square moving left", "a blue circle moving up"]

@@ -12,8 +12,9 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 from tests.conftest import TINY, compose_config
 from vidgen.io.video import read_video
 from vidgen.lit.build import load_module_from_checkpoint, read_checkpoint
+from vidgen.lit.checkpoints import resolve_ckpt_path
 from vidgen.sample import sample
-from vidgen.train import resolve_ckpt_path, train
+from vidgen.train import train
 
 
 def _train_losses(run_dir: Path) -> dict[int, float]:

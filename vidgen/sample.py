@@ -39,6 +39,7 @@ from vidgen.io.samples import write_samples
 from vidgen.io.video import auto_scale
 from vidgen.lit.build import load_module_from_checkpoint
 from vidgen.lit.module import VideoDiffusionModule
+from vidgen.lit.sampling import check_frame_count
 from vidgen.runtime import CONFIG_DIR, pick_device
 
 
@@ -92,38 +93,6 @@ def sampling_condition(
     elif getattr(module.conditioner, "text_dim", 0):
         raise ConfigError("captions", 'this model is text-conditional: give captions=["a ...", ...]')
     return labels, captions
-
-
-def check_frame_count(
-    module: VideoDiffusionModule, labels: torch.Tensor | None, captions: list[str] | None
-) -> None:
-    """Run the sampling denoiser once on one clip of the module's frame count (the first sample's condition).
-
-    Raises:
-        ConfigError: ``data.num_frames`` when the denoiser fails on that many frames or returns another
-            number of frames (e.g. a Latte with a tube patch embedding of stride 2 given one frame).
-    """
-    latent = torch.zeros((1, *module.latent_shape), device=module.device)  # (1, c, F, h, w)
-    cond = module.conditioner.for_sampling(
-        1,
-        device=module.device,
-        labels=None if labels is None else labels[:1],
-        captions=None if captions is None else captions[:1],
-    )
-    frames = latent.shape[2]
-    cannot = f"this checkpoint's model cannot sample {frames} frame{'' if frames == 1 else 's'}"
-    try:
-        with torch.no_grad():
-            out = module.sampling_denoiser(
-                latent, torch.zeros(1, dtype=torch.long, device=module.device), cond
-            )
-    except (RuntimeError, ValueError) as error:
-        raise ConfigError("data.num_frames", f"{cannot}: {error}") from error
-    if out.shape[2:] != latent.shape[2:]:
-        raise ConfigError(
-            "data.num_frames",
-            f"{cannot}: given a latent clip of shape {tuple(latent.shape)} it returns {tuple(out.shape)}",
-        )
 
 
 def sample(cfg: DictConfig) -> list[Path]:

@@ -111,3 +111,18 @@ def load_module_from_checkpoint(
     restore_frozen_weights(module, state)
     module.load_state_dict(state, strict=True)
     return module.eval(), cfg
+
+
+def unsharded_copy(
+    module: VideoDiffusionModule, cfg: DictConfig, samples_dir: str | Path | None, config: dict[str, Any]
+) -> VideoDiffusionModule | None:
+    """On rank 0: a fresh single-process module (built from ``cfg``) holding the gathered weights of a
+    sharded (FSDP) one; None on the other ranks. A collective: every rank must call it."""
+    from vidgen.lit.parallel import full_state_dict
+
+    state = full_state_dict(module)
+    if module.global_rank != 0:
+        return None
+    plain = build_module(cfg, samples_dir=samples_dir, config=config)
+    plain.load_state_dict(state, strict=True)
+    return plain

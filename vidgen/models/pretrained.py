@@ -288,3 +288,23 @@ def init_module_from_pretrained(module: Any, path: str | Path, kind: str = "dit"
     if getattr(module, "ema_denoiser", None) is not None:
         copy_denoiser_to_ema(module.ema_denoiser, module.denoiser)
     return report
+
+
+def apply_pretrained(module: Any, cfg: Any, ckpt_path: Path | None, run_dir: Path) -> PretrainedReport | None:
+    """The ``pretrained`` config node of a training run: initialise the module's denoiser (and restart its
+    EMA twin) with :func:`init_module_from_pretrained` on a fresh start only (``ckpt_path`` None; a resumed
+    run keeps its checkpoint's weights). Rank 0 writes the report to ``<run_dir>/pretrained_report.json``.
+    Returns the report, or None when nothing was applied."""
+    node = cfg.get("pretrained")
+    if not node or not node.get("path"):
+        return None
+    if ckpt_path is not None:
+        print(f"pretrained.path is ignored: resuming from {ckpt_path}, which holds the initialised weights")
+        return None
+    from lightning.fabric.utilities.rank_zero import rank_zero_only
+
+    report = init_module_from_pretrained(module, node.path, str(node.get("kind", "dit")))
+    if rank_zero_only.rank == 0:
+        report.write(Path(run_dir) / "pretrained_report.json")
+        print(f"{report.summary()}\nReport: {Path(run_dir) / 'pretrained_report.json'}")
+    return report

@@ -1,0 +1,124 @@
+"""Measuring several model configs side by side (``python -m vidgen.bench 'bench.compare=[a,b]'``): each
+listed ``conf/model/<name>.yaml`` composed with the command's other overrides (the same data, video shape,
+autoencoder, conditioner, recipe and sampler), measured with :func:`~vidgen.benchmark.measure.run_bench` one
+after the other, and reported as one table with a column per model and first / other ratio columns.
+"""
+
+from __future__ import annotations
+
+import gc
+from typing import Any
+
+import torch
+from hydra import compose, initialize_config_dir
+from hydra.core.global_hydra import GlobalHydra
+from hydra.core.override_parser.overrides_parser import OverridesParser
+from hydra.errors import MissingConfigException
+from omegaconf import DictConfig
+
+from vidgen.benchmark.measure import guidance_note, run_bench
+from vidgen.config.errors import ConfigError
+from vidgen.runtime import CONFIG_DIR
+
+__all__ = ["COMPARED", "compose_compared_configs", "format_comparison", "run_comparison"]
+
+
+def compose_compared_configs(
+    names: list[str], overrides: list[str], config_name: str = "bench"
+) -> list[DictConfig]:
+    """One config per model config name: ``conf/<config_name>.yaml`` with ``overrides`` and ``model=<name>``.
+
+    A ``model=...`` choice among ``overrides`` is dropped; ``model.<key>=...`` overrides apply to every
+    listed model. Uses the running Hydra app's config search path when there is one (``python -m
+    vidgen.bench``), else ``conf/``.
+
+    Raises:
+        ConfigError: ``bench.compare`` with fewer than two names or a name without ``conf/model/<name>.yaml``.
+    """
+    if len(names) < 2:
+        raise ConfigError("bench.compare", f"list two or more model configs to compare, got {names}")
+    parsed = OverridesParser.create().parse_overrides([str(o) for o in overrides])
+    kept = [o.input_line for o in parsed if o.key_or_group != "model"]
+
+    def compose_all() -> list[DictConfig]:
+        configs = []
+        for name in names:
+            try:
+                configs.append(compose(config_name=config_name, overrides=[*kept, f"model={name}"]))
+            except MissingConfigException as error:
+                raise ConfigError(
+                    "bench.compare", f"no model config '{name}' (conf/model/{name}.yaml)"
+                ) from error
+        return configs
+
+    if GlobalHydra.instance().is_initialized():
+        return compose_all()
+    with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
+        return compose_all()
+
+
+#: measurements compared as first / other; peak memory only where it is per model (CUDA allocator peak)
+COMPARED = (
+    ("params_trainable", "trainable params"),
+    ("train_clips_per_s", "training throughput (clips/s)"),
+    ("sample_s_per_video", "sampling time (s/video)"),
+    ("peak_memory_train_mib", "peak memory, training (MiB)"),
+    ("peak_memory_sample_mib", "peak memory, sampling (MiB)"),
+)
+_MEMORY_KEYS = ("peak_memory_train_mib", "peak_memory_sample_mib")
+
+
+def run_comparison(names: list[str], configs: list[DictConfig]) -> dict[str, Any]:
+    """Measure each config with :func:`run_bench`, one after the other (the previous module freed).
+
+    Returns:
+        ``{"compare": names, "results": [run_bench result + "config": name, ...], "ratios": {"<first> /
+        <other>": {key: first / other}}}`` for the keys of :data:`COMPARED` (peak memory only on CUDA:
+        on CPU the process peak RSS of a later model includes the earlier ones).
+    """
+    results = []
+    for name, cfg in zip(names, configs, strict=True):
+        results.append({"config": name, **run_bench(cfg)})
+        gc.collect()
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+    first = results[0]
+    per_model = first["peak_memory_kind"] == "CUDA allocator peak"
+    keys = [key for key, _ in COMPARED if per_model or key not in _MEMORY_KEYS]
+    ratios = {
+        f"{first['config']} / {other['config']}": {key: first[key] / other[key] for key in keys}
+        for other in results[1:]
+    }
+    return {"compare": list(names), "results": results, "ratios": ratios}
+
+
+def _cell(key: str, value: float) -> str:
+    if key == "params_trainable":
+        return f"{int(value):,} ({value / 1e6:.2f}M)"
+    return f"{value:.0f}" if key in _MEMORY_KEYS else f"{value:.3f}"
+
+
+def format_comparison(report: dict[str, Any]) -> str:
+    """A markdown table: a row per measurement, a column per model, then the ratio column(s); the shared
+    settings (shapes, device, batch, sampler) below it."""
+    results = report["results"]
+    header = ["", *(r["config"] for r in results), *report["ratios"]]
+    rows = [["model", *(f"{r['model']} {r['model_size']}" for r in results), *("" for _ in report["ratios"])]]
+    for key, label in COMPARED:
+        ratios = [f"{ratio[key]:.3f}" if key in ratio else "n/a" for ratio in report["ratios"].values()]
+        rows.append([label, *(_cell(key, r[key]) for r in results), *ratios])
+    widths = [max(len(row[i]) for row in [header, *rows]) for i in range(len(header))]
+
+    def line(cells: list[str]) -> str:
+        return "| " + " | ".join(cell.ljust(width) for cell, width in zip(cells, widths)) + " |"
+
+    first = results[0]
+    notes = [
+        f"video / latent shape {tuple(first['video_shape'])} / {tuple(first['latent_shape'])}; "
+        f"{first['device']} ({first['threads']} threads), {first['precision']}; batch {first['batch_size']}; "
+        f"{first['sampler']}, {guidance_note(first)}",
+    ]
+    notes.append("ratio = first / other: throughput above 1 or time below 1 means the first is faster")
+    if first["peak_memory_kind"] != "CUDA allocator peak":
+        notes.append("peak memory is the process peak RSS, shared by all models in this run: no ratio")
+    return "\n".join([line(header), line(["-" * w for w in widths]), *map(line, rows), *notes])

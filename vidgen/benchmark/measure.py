@@ -1,0 +1,178 @@
+"""Measuring one composed training config: the denoiser's trainable parameters, training throughput,
+sampling time per video and peak memory (``python -m vidgen.bench``).
+
+Throughput is clips/s over forward + backward + AdamW step on random clips of the config's shape, after
+warm-up; sampling time uses the configured sampler and guidance; peak memory is the CUDA allocator peak on
+a GPU and the process peak RSS on a CPU. Speed and memory targets live here, never in tests.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import platform
+import resource
+import time
+from typing import Any
+
+import torch
+from omegaconf import DictConfig
+
+from vidgen.config.schema import validate_config
+from vidgen.lit.build import build_module, video_shape_from_config
+from vidgen.lit.module import VideoDiffusionModule
+from vidgen.lit.seeding import step_generator
+from vidgen.runtime import pick_device
+
+__all__ = ["format_table", "guidance_note", "measure_sampling", "measure_training", "run_bench"]
+
+
+def _peak_memory_mib(device: torch.device) -> float:
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device) / 2**20
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
+
+
+def _synchronize(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def _captions(count: int) -> list[str]:
+    """``count`` distinct captions for text-conditional models (the synthetic data's kind of caption)."""
+    shapes = ("square", "circle", "triangle")
+    motions = ("moving left", "moving up", "bouncing")
+    return [f"a {shapes[i % 3]} {motions[(i // 3) % 3]}, number {i}" for i in range(count)]
+
+
+def _is_text_conditional(module: VideoDiffusionModule) -> bool:
+    return bool(getattr(module.conditioner, "text_dim", 0))
+
+
+def _fake_batch(module: VideoDiffusionModule, batch_size: int, seed: int) -> dict[str, Any]:
+    """A batch of random videos in [-1, 1] (plus labels or captions), shaped like the config's data."""
+    generator = torch.Generator().manual_seed(seed)
+    video = torch.rand((batch_size, *module.video_shape), generator=generator) * 2 - 1
+    batch: dict[str, Any] = {"video": video}
+    if module.conditioner.num_classes:
+        batch["label"] = torch.randint(0, module.conditioner.num_classes, (batch_size,), generator=generator)
+    if _is_text_conditional(module):
+        batch["caption"] = _captions(batch_size)
+    return batch
+
+
+def _autocast(device: torch.device, precision: str) -> contextlib.AbstractContextManager:
+    if precision.startswith("bf16"):
+        return torch.autocast(device.type, dtype=torch.bfloat16)
+    if precision.startswith("16"):
+        return torch.autocast(device.type, dtype=torch.float16)
+    return contextlib.nullcontext()
+
+
+def measure_training(
+    module: VideoDiffusionModule,
+    batch_size: int,
+    steps: int,
+    warmup: int,
+    device: torch.device,
+    precision: str,
+) -> float:
+    """Clips per second over ``steps`` timed optimizer steps (forward + backward + AdamW)."""
+    optimizer = module.configure_optimizers()
+    batch = {
+        k: v.to(device) if isinstance(v, torch.Tensor) else v
+        for k, v in _fake_batch(module, batch_size, module.seed).items()
+    }
+    module.denoiser.train()
+    elapsed = 0.0
+    for step in range(warmup + steps):
+        _synchronize(device)
+        start = time.perf_counter()
+        with _autocast(device, precision):
+            losses = module._diffusion_losses(module.denoiser, batch, step_generator(0, step), train=True)
+        losses["loss"].mean().backward()
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        _synchronize(device)
+        if step >= warmup:
+            elapsed += time.perf_counter() - start
+    return steps * batch_size / elapsed
+
+
+def measure_sampling(module: VideoDiffusionModule, num_videos: int, device: torch.device) -> float:
+    """Seconds per generated video (decoding included) with the module's sampler and guidance scale."""
+    captions = _captions(num_videos) if _is_text_conditional(module) else None
+    _synchronize(device)
+    start = time.perf_counter()
+    module.generate(num_videos, generator=torch.Generator().manual_seed(0), captions=captions)
+    _synchronize(device)
+    return (time.perf_counter() - start) / num_videos
+
+
+def run_bench(cfg: DictConfig) -> dict[str, Any]:
+    """Measure ``cfg`` (a composed ``bench`` config: the train config plus the ``bench`` node) on
+    ``bench.device``; returns the measurements and the settings they were taken with."""
+    validate_config(cfg)
+    settings = cfg.bench
+    device = pick_device(str(settings.device))
+    precision = str(settings.precision or cfg.trainer.precision)
+    batch_size = int(settings.batch_size or cfg.data.batch_size)
+    module = build_module(cfg).to(device)
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+    throughput = measure_training(
+        module, batch_size, int(settings.train_steps), int(settings.warmup_steps), device, precision
+    )
+    train_peak = _peak_memory_mib(device)
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+    seconds_per_video = measure_sampling(module, int(settings.sample_videos), device)
+    sample_peak = _peak_memory_mib(device)
+    c, f, h, w = video_shape_from_config(cfg)
+    return {
+        "model": str(cfg.model._target_).rsplit(".", 1)[-1],
+        "model_size": str(cfg.model.get("size", "")),
+        "params_trainable": module.num_denoiser_params(),
+        "video_shape": [c, f, h, w],
+        "latent_shape": list(module.latent_shape),
+        "device": torch.cuda.get_device_name(device)
+        if device.type == "cuda"
+        else platform.processor() or "cpu",
+        "threads": torch.get_num_threads(),
+        "precision": precision,
+        "batch_size": batch_size,
+        "train_clips_per_s": throughput,
+        "sampler": f"{cfg.sampler.name} {cfg.sampler.steps} steps",
+        "guidance_scale": module.guidance_scale,
+        "sample_s_per_video": seconds_per_video,
+        "peak_memory_train_mib": train_peak,
+        "peak_memory_sample_mib": sample_peak,
+        "peak_memory_kind": "CUDA allocator peak" if device.type == "cuda" else "process peak RSS",
+    }
+
+
+def format_table(result: dict[str, Any]) -> str:
+    """A Markdown table of one :func:`run_bench` result."""
+    rows = [
+        ("model", f"{result['model']} {result['model_size']}"),
+        ("trainable params", f"{result['params_trainable']:,} ({result['params_trainable'] / 1e6:.2f}M)"),
+        ("video / latent shape", f"{tuple(result['video_shape'])} / {tuple(result['latent_shape'])}"),
+        ("device", f"{result['device']} ({result['threads']} threads), {result['precision']}"),
+        ("training throughput", f"{result['train_clips_per_s']:.2f} clips/s (batch {result['batch_size']})"),
+        (
+            "sampling time",
+            f"{result['sample_s_per_video']:.2f} s/video ({result['sampler']}, {guidance_note(result)})",
+        ),
+        (
+            "peak memory, training",
+            f"{result['peak_memory_train_mib']:.0f} MiB ({result['peak_memory_kind']})",
+        ),
+        ("peak memory, sampling", f"{result['peak_memory_sample_mib']:.0f} MiB"),
+    ]
+    width = max(len(name) for name, _ in rows)
+    return "\n".join(f"| {name.ljust(width)} | {value} |" for name, value in rows)
+
+
+def guidance_note(result: dict[str, Any]) -> str:
+    """How a result sampled: without guidance, or with the scale and two denoiser passes per step."""
+    scale = float(result["guidance_scale"])
+    return "no guidance" if scale == 1.0 else f"guidance {scale:g}, two passes per step"
