@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 export OMP_NUM_THREADS ?= 2
 
-.PHONY: install test test-unit test-dist test-slow test-all lint format clean
+.PHONY: install test test-unit test-dist test-wheel test-slow test-all lint format clean
 
 install:  ## virtual environment with vidgen in editable mode and its dev tools
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -12,13 +12,16 @@ install:  ## virtual environment with vidgen in editable mode and its dev tools
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	$(BIN)/python -c "import torch, torchvision, lightning, hydra, timm, open_clip, diffusers, av, moviepy; print('vidgen install ok: torch', torch.__version__, 'torchvision', torchvision.__version__)"
 
-test: test-unit test-dist  ## the CI test suite (CPU, < 10 minutes on two cores)
+test: test-unit test-dist test-wheel  ## the CI test suite (CPU, < 10 minutes on two cores)
 
 test-unit:  ## single-process tests, two pytest workers
 	$(BIN)/python -m pytest -q -n 2 --durations=15
 
 test-dist:  ## multi-process tests (DDP / FSDP on 2 CPU ranks, sweeps), one at a time: each starts its own ranks
 	$(BIN)/python -m pytest -q -m 'multiprocess and not slow' --durations=15
+
+test-wheel:  ## the installed package: build the wheel, install it into a new environment, run the CLIs from outside the repository
+	.ci/test_wheel.sh $(BIN)/python
 
 test-slow:  ## heavier checks marked `slow`
 	$(BIN)/python -m pytest -q -m slow --durations=15

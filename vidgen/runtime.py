@@ -1,4 +1,10 @@
-"""What every command-line entry point needs from its surroundings: the config tree and the device."""
+"""What every command-line entry point needs from its surroundings: the config tree and the device.
+
+The YAML tree lives in ``conf/`` at the top of the repository. An installed wheel carries it inside the
+package as ``vidgen/conf/`` (``pyproject.toml`` maps the package ``vidgen.conf`` to ``conf/``); a source
+checkout or an editable install (``pip install -e .``) reads the repository's ``conf/`` directly, so edits
+to it take effect at once.
+"""
 
 from __future__ import annotations
 
@@ -8,10 +14,22 @@ import torch
 
 from vidgen.config.errors import ConfigError
 
-__all__ = ["CONFIG_DIR", "pick_device"]
+__all__ = ["CONFIG_DIR", "find_config_dir", "pick_device"]
 
-#: Absolute path of the config tree (``conf/`` at the top of the repository), as ``hydra.main`` wants it.
-CONFIG_DIR = str(Path(__file__).resolve().parent.parent / "conf")
+_PACKAGE_DIR = Path(__file__).resolve().parent
+
+
+def find_config_dir(package_dir: Path = _PACKAGE_DIR) -> Path:
+    """The folder of Hydra configs: ``<package_dir>/conf`` in an installed wheel, else the source
+    checkout's ``conf/`` next to the package folder (returned even when missing: Hydra then names it)."""
+    installed = package_dir / "conf"
+    if installed.is_dir():
+        return installed
+    return package_dir.parent / "conf"
+
+
+#: Absolute path of the config tree, as ``hydra.main(config_path=...)`` wants it.
+CONFIG_DIR = str(find_config_dir())
 
 
 def pick_device(name: str) -> torch.device:
