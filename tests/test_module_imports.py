@@ -1,5 +1,6 @@
 """The shape of the package: the command-line modules sit on top and import the library downward; no module
-of ``vidgen/`` imports a CLI module (at the top of a file or inside a function)."""
+of ``vidgen/`` imports a CLI module, no two modules import each other through any chain (no import cycle),
+and the conditioners do not reach into model files (at the top of a file or inside a function)."""
 
 from __future__ import annotations
 
@@ -53,12 +54,76 @@ def test_the_import_parser_sees_every_form() -> None:
     assert "vidgen.x" in imported_modules("from .x import y", "vidgen", is_package=True)
 
 
+def import_graph() -> dict[str, set[str]]:
+    """Every module of ``vidgen/`` -> the modules of ``vidgen/`` it imports (the root package left out)."""
+    paths = {module_name(path): path for path in sorted(PACKAGE_DIR.rglob("*.py"))}
+    graph = {}
+    for name, path in paths.items():
+        imported = imported_modules(path.read_text(), name, is_package=path.name == "__init__.py")
+        graph[name] = {m for m in imported if m in paths and m not in (name, "vidgen")}
+    return graph
+
+
+def import_cycles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """The strongly connected groups of more than one module (each a set of modules that import one another
+    through some chain), sorted."""
+    order: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    cycles: list[list[str]] = []
+
+    def visit(node: str) -> None:
+        order[node] = low[node] = len(order)
+        stack.append(node)
+        for other in graph[node]:
+            if other not in order:
+                visit(other)
+                low[node] = min(low[node], low[other])
+            elif other in stack:
+                low[node] = min(low[node], order[other])
+        if low[node] == order[node]:
+            group = []
+            while True:
+                member = stack.pop()
+                group.append(member)
+                if member == node:
+                    break
+            if len(group) > 1:
+                cycles.append(sorted(group))
+
+    for node in sorted(graph):
+        if node not in order:
+            visit(node)
+    return sorted(cycles)
+
+
+def test_the_cycle_finder_finds_a_chain_and_only_chains() -> None:
+    graph = {"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}, "e": set()}
+    assert import_cycles(graph) == [["a", "b", "c"]]
+    assert import_cycles({"a": {"b"}, "b": set()}) == []
+
+
+def test_no_import_cycles() -> None:
+    cycles = import_cycles(import_graph())
+    assert cycles == [], "modules that import each other (through a chain): " + "; ".join(map(str, cycles))
+
+
+def test_conditioning_does_not_import_model_files() -> None:
+    graph = import_graph()
+    offenders = [
+        f"{name} imports {other}"
+        for name, imported in graph.items()
+        if name.startswith("vidgen.conditioning")
+        for other in sorted(imported)
+        if other.startswith("vidgen.models")
+    ]
+    assert offenders == []
+
+
 def test_no_module_imports_a_command_line_module() -> None:
     offenders = []
-    for path in sorted(PACKAGE_DIR.rglob("*.py")):
-        name = module_name(path)
-        imported = imported_modules(path.read_text(), name, is_package=path.name == "__init__.py")
-        offenders += [f"{name} imports {cli}" for cli in sorted(imported & CLI_MODULES) if cli != name]
+    for name, imported in import_graph().items():
+        offenders += [f"{name} imports {cli}" for cli in sorted(imported & CLI_MODULES)]
     assert offenders == [], (
         "CLI modules are entry points; move what is shared into the library:\n" + "\n".join(offenders)
     )

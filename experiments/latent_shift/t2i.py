@@ -92,10 +92,6 @@ class CaptionColour(VideoMetric):
         self.frames = 0
         self.matched = 0
 
-    @property
-    def num_fake_wanted(self) -> int:
-        return self.num_fake
-
     def caption_colour(self, caption: str) -> str | None:
         for word in caption.lower().replace(",", " ").split():
             if word in self.names:
@@ -248,12 +244,12 @@ def score(
     dataset_key = None
     if any(m.needs_real for m in metrics.values()):
         from vidgen.metrics.clip_sources import real_from_dataset
-        from vidgen.metrics.evaluation import dataset_key as _dataset_key
+        from vidgen.metrics.evaluation import dataset_key as real_data_key
 
         datamodule = _datamodule(cfg)
         need = max(m.num_real_wanted for m in metrics.values() if m.needs_real)
         real = real_from_dataset(datamodule.evaluation_dataset(need), batch_size)
-        dataset_key = _dataset_key(OmegaConf.to_container(cfg.data, resolve=True), None)
+        dataset_key = real_data_key(OmegaConf.to_container(cfg.data, resolve=True), None)
     result = evaluate(
         metrics,
         batches,

@@ -240,7 +240,7 @@ def test_ema_twin_equals_the_initialised_denoiser(tmp_path):
 
 
 def test_train_applies_the_init_and_writes_the_report(tmp_path):
-    from vidgen.models.pretrained import apply_pretrained as _init_from_pretrained
+    from vidgen.models.pretrained import apply_pretrained
     from vidgen.train import train
 
     dit = _tiny_dit_for_train(tmp_path)
@@ -261,7 +261,7 @@ def test_train_applies_the_init_and_writes_the_report(tmp_path):
     # resuming: the checkpoint's weights win, nothing is applied or written
     module = build_module(cfg)
     before = {k: v.clone() for k, v in module.denoiser.state_dict().items()}
-    _init_from_pretrained(module, cfg, tmp_path / "run" / "checkpoints" / "last.ckpt", tmp_path / "resumed")
+    apply_pretrained(module, cfg, tmp_path / "run" / "checkpoints" / "last.ckpt", tmp_path / "resumed")
     assert not (tmp_path / "resumed").exists()
     assert all(torch.equal(before[k], v) for k, v in module.denoiser.state_dict().items())
 

@@ -45,7 +45,13 @@ from torch import nn
 
 from vidgen.config.errors import ConfigError
 
-__all__ = ["PretrainedReport", "copy_denoiser_to_ema", "init_from_dit", "init_module_from_pretrained"]
+__all__ = [
+    "PretrainedReport",
+    "apply_pretrained",
+    "copy_denoiser_to_ema",
+    "init_from_dit",
+    "init_module_from_pretrained",
+]
 
 #: keys of DiT's state dict handled specially
 DIT_POS_EMBED = "pos_embed"
