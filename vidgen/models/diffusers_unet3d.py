@@ -1,0 +1,149 @@
+"""diffusers' ``UNet3DConditionModel`` (the ModelScope text-to-video U-Net) as a vidgen denoiser: the peer that
+the VDM 3D U-Net is measured against (``python -m vidgen.bench 'bench.compare=[vdm_unet3d,diffusers_unet3d]'``).
+
+The network is diffusers' own, kept as it is in the attribute ``unet`` (its state-dict keys are diffusers'),
+built from a config without weights. What it is (``vidgen/shared`` VDM spec, section 4): 2D 3x3 convolutions
+on every frame, a temporal convolution block (four ``(3, 1, 1)`` convolutions, the last zero-initialised)
+after every ResNet, a temporal transformer after ``conv_in`` and after every spatial transformer, text by
+cross-attention, the integer timestep embedded, no temporal position encoding.
+
+Forward: ``x (B, C, F, H, W)`` is diffusers' layout already; ``t (B,)`` the timestep (or the log-SNR under
+``diffusion=vdm``: the U-Net's sinusoidal embedding takes any float); the text states ``cond.text (B, L,
+cross_attention_dim)`` feed its cross-attention. Without text the U-Net reads one all-zero token: an
+unconditional model. Class labels are not supported (diffusers' ``class_labels`` argument is unused by this
+U-Net) and image-video joint training is refused: nothing in it could keep the appended images out of the
+temporal layers.
+
+Sizes (``size``): ``tiny`` for CPU work (blocks 32 / 64, one layer per block, cross-attention width 32) and
+``modelscope`` (ModelScope's 320 / 640 / 1280 / 1280, two layers per block, head dim 64, cross-attention
+width 1024). ``block_out_channels``, ``layers_per_block`` and ``attention_head_dim`` override a size, e.g. to
+match another model's parameter count in a benchmark.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+from torch import nn
+
+from vidgen.conditioning import Cond
+from vidgen.config import ConfigError
+from vidgen.config.checks import checked_choice, checked_int
+
+__all__ = ["DIFFUSERS_UNET3D_SIZES", "DiffusersUNet3D", "unet3d_config"]
+
+#: size -> (block_out_channels, layers_per_block, attention_head_dim, norm_num_groups, cross_attention_dim)
+DIFFUSERS_UNET3D_SIZES: dict[str, tuple[tuple[int, ...], int, int, int, int]] = {
+    "tiny": ((32, 64), 1, 8, 8, 32),
+    "modelscope": ((320, 640, 1280, 1280), 2, 64, 32, 1024),
+}
+
+
+def unet3d_config(
+    size: str,
+    in_channels: int,
+    out_channels: int,
+    cross_attention_dim: int = 0,
+    block_out_channels: Sequence[int] | None = None,
+    layers_per_block: int | None = None,
+    attention_head_dim: int | None = None,
+) -> dict[str, Any]:
+    """``UNet3DConditionModel`` keyword arguments of a size, with optional overrides (see the module
+    docstring); ``cross_attention_dim`` 0 takes the size's width. The first level and all but the last are
+    cross-attention blocks, the last a plain one, as in ModelScope's layout."""
+    checked_choice("model.size", size, tuple(DIFFUSERS_UNET3D_SIZES))
+    channels, layers, head_dim, groups, width = DIFFUSERS_UNET3D_SIZES[size]
+    channels = tuple(checked_int("model.block_out_channels", c) for c in (block_out_channels or channels))
+    if any(c % groups for c in channels):
+        raise ConfigError(
+            "model.block_out_channels",
+            f"every width must be divisible by {groups} norm groups, got {channels}",
+        )
+    levels = len(channels)
+    return {
+        "in_channels": in_channels,
+        "out_channels": out_channels,
+        "down_block_types": ("CrossAttnDownBlock3D",) * (levels - 1) + ("DownBlock3D",),
+        "up_block_types": ("UpBlock3D",) + ("CrossAttnUpBlock3D",) * (levels - 1),
+        "block_out_channels": channels,
+        "layers_per_block": checked_int(
+            "model.layers_per_block", layers if layers_per_block is None else layers_per_block
+        ),
+        "attention_head_dim": checked_int(
+            "model.attention_head_dim", head_dim if attention_head_dim is None else attention_head_dim
+        ),
+        "norm_num_groups": groups,
+        "cross_attention_dim": width
+        if not cross_attention_dim
+        else checked_int("model.cross_attention_dim", cross_attention_dim),
+    }
+
+
+class DiffusersUNet3D(nn.Module):
+    """diffusers' ``UNet3DConditionModel`` on vidgen's ``(x, t, cond)`` interface (see the module docstring).
+
+    Args:
+        size: ``tiny`` or ``modelscope``.
+        in_channels: latent (or pixel) channels ``C``.
+        learn_sigma: output ``2C`` channels (eps and the variance interpolation).
+        cross_attention_dim: width of the text states (``conditioner.text_dim``); 0 = the size's width, with
+            one all-zero token when there is no text.
+        block_out_channels, layers_per_block, attention_head_dim: override the size's value when not None.
+    """
+
+    def __init__(
+        self,
+        size: str = "tiny",
+        in_channels: int = 4,
+        learn_sigma: bool = False,
+        cross_attention_dim: int = 0,
+        block_out_channels: Sequence[int] | None = None,
+        layers_per_block: int | None = None,
+        attention_head_dim: int | None = None,
+    ) -> None:
+        super().__init__()
+        from diffusers import UNet3DConditionModel  # only this model needs it at build time
+
+        self.in_channels = checked_int("model.in_channels", in_channels)
+        self.out_channels = 2 * self.in_channels if learn_sigma else self.in_channels
+        config = unet3d_config(
+            size,
+            self.in_channels,
+            self.out_channels,
+            cross_attention_dim,
+            block_out_channels,
+            layers_per_block,
+            attention_head_dim,
+        )
+        self.cross_attention_dim = int(config["cross_attention_dim"])
+        self.unet = UNet3DConditionModel(**config)
+
+    def num_params(self, trainable_only: bool = True) -> int:
+        """Number of parameters (only those with ``requires_grad`` when ``trainable_only``)."""
+        return sum(p.numel() for p in self.parameters() if p.requires_grad or not trainable_only)
+
+    def forward(self, x: torch.Tensor, t: torch.Tensor, cond: Cond | None = None) -> torch.Tensor:
+        """``x (B, C, F, H, W)``, ``t (B,)`` (a 0-d tensor is broadcast), ``cond.text (B, L, D)`` or no text
+        -> ``(B, C_out, F, H, W)``."""
+        if x.dim() != 5 or x.shape[1] != self.in_channels:
+            raise ValueError(f"expected x of shape (B, {self.in_channels}, F, H, W), got {tuple(x.shape)}")
+        batch = x.shape[0]
+        if t.dim() == 0:
+            t = t.expand(batch)
+        if cond is not None and cond.labels is not None:
+            raise ValueError("diffusers' UNet3DConditionModel has no class conditioning; use text or none")
+        if cond is not None and cond.num_video_frames not in (None, x.shape[2]):
+            raise ValueError(
+                "image-video joint training (cond.num_video_frames) is not supported by diffusers' "
+                "UNet3DConditionModel: its temporal convolutions and attention would mix the images into the clip"
+            )
+        text = cond.text if cond is not None else None
+        if text is None:
+            text = x.new_zeros(batch, 1, self.cross_attention_dim)
+        elif text.dim() != 3 or text.shape[0] != batch or text.shape[2] != self.cross_attention_dim:
+            raise ValueError(
+                f"cond.text must have shape ({batch}, L, {self.cross_attention_dim}), got {tuple(text.shape)}"
+            )
+        return self.unet(x, t, encoder_hidden_states=text.to(x.dtype), return_dict=False)[0]
