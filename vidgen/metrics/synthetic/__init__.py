@@ -7,6 +7,8 @@
   they were generated for.
 * :class:`SyntheticStructure` (``synthetic_structure``): object presence, palette colours and motion
   consistency measured against the generator's known structure (no learned weights).
+* :class:`SyntheticLongClip` (``synthetic_long``): the same structure checks on windows of long clips, along
+  the whole clip and across every block boundary of a block-wise extension, and colour constancy.
 """
 
 from vidgen.metrics.synthetic.classifier import (
@@ -17,6 +19,7 @@ from vidgen.metrics.synthetic.classifier import (
     train_synthetic_classifier,
     videos_to_input,
 )
+from vidgen.metrics.synthetic.long_clips import SyntheticLongClip
 from vidgen.metrics.synthetic.metrics import SyntheticClassAccuracy, SyntheticFVD, SyntheticStructure
 from vidgen.metrics.synthetic.structure import StructureAnalyzer
 
@@ -25,6 +28,7 @@ __all__ = [
     "StructureAnalyzer",
     "SyntheticClassAccuracy",
     "SyntheticFVD",
+    "SyntheticLongClip",
     "SyntheticStructure",
     "SyntheticVideoClassifier",
     "load_or_train_classifier",

@@ -86,6 +86,8 @@ class ClipStructure:
 
     Attributes:
         present: ``(F,)`` bool, frame has a plausible object.
+        colours: ``(F,)`` int, palette index of the frame's largest plausible blob (-1: none, or its colour
+            matches no palette colour).
         colour_matches: per plausible blob (all frames), whether its colour matches the palette.
         residuals: best-fit RMS residual (px) per track (empty: no track).
         kinds: best-fitting motion kind per track (``"linear"`` or ``"circle"``).
@@ -93,6 +95,7 @@ class ClipStructure:
     """
 
     present: np.ndarray
+    colours: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
     colour_matches: list[bool] = field(default_factory=list)
     residuals: list[float] = field(default_factory=list)
     kinds: list[str] = field(default_factory=list)
@@ -353,11 +356,14 @@ class StructureAnalyzer:
         dist = np.linalg.norm(pixels - self.background, axis=-1)  # (F, R, R)
         present = np.zeros(frames, dtype=bool)
         per_frame: list[list[_Blob]] = []
-        result = ClipStructure(present=present, resolution=height)
+        colours = np.full(frames, -1, dtype=np.int64)
+        result = ClipStructure(present=present, colours=colours, resolution=height)
         for f in range(frames):
             present[f], blobs = self._frame_blobs(pixels[f], dist[f], height)
             per_frame.append(blobs)
             result.colour_matches.extend(blob.colour >= 0 for blob in blobs)
+            if blobs:
+                colours[f] = max(blobs, key=lambda b: b.area).colour
         if frames < 3:
             return result
         needed = max(3, math.ceil(self.track_fraction * frames))
