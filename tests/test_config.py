@@ -75,20 +75,28 @@ def test_real_data_recipe_is_the_papers(tmp_path: Path) -> None:
     assert cfg.sampler.name == "ddpm" and cfg.sampler.steps == 250 and cfg.guidance_scale == 7.0
 
 
-def _family_size(model: str, latte: str, unet: str) -> str:
-    return latte if model.startswith("latte_") else unet
+def _family_size(
+    model: str, latte: str, unet: str, vdm: str = "ucf101", diffusers: str = "modelscope"
+) -> str:
+    """The size expected for ``model``'s family: Latte, the latent U-Net, VDM's 3D U-Net or diffusers' 3D
+    U-Net (the latter two default to their model file's size, ucf101 and modelscope)."""
+    if model.startswith("latte_"):
+        return latte
+    return {"vdm_unet3d": vdm, "diffusers_unet3d": diffusers}.get(model, unet)
 
 
 @pytest.mark.parametrize("model", MODELS)
 @pytest.mark.parametrize("data", DATASETS)
 def test_a_recipe_sizes_each_model_family_on_its_own(model: str, data: str, tmp_path: Path) -> None:
-    """Latte's recipes give Latte XL and the U-Net sd (Latte's XL never reaches the U-Net); the CPU recipe
-    gives every model its tiny size."""
+    """Latte's recipes give Latte XL, the U-Net sd and VDM's U-Net its UCF101 size (webvid: its large
+    text-to-video size); one family's size never reaches another; the CPU recipe gives every model its tiny
+    size."""
     cfg = compose_config([f"model={model}", f"data={data}"], run_dir=tmp_path)
     if data == "synthetic":
         assert cfg.model.size == "tiny"
     else:
-        assert cfg.model.size == _family_size(model, latte="XL", unet="sd")
+        vdm = "t2v_large" if data == "webvid" else "ucf101"
+        assert cfg.model.size == _family_size(model, latte="XL", unet="sd", vdm=vdm)
 
 
 @pytest.mark.parametrize("model", ["latte_v1", "latent_shift"])
