@@ -99,6 +99,45 @@ class DiffusionSchema:
         )
 
 
+#: ``_target_`` of the continuous-time diffusion (``conf/diffusion/vdm.yaml``), validated by its own schema
+VDM_DIFFUSION_TARGET = "vidgen.diffusion.build_vdm_diffusion"
+
+
+@dataclass
+class VDMDiffusionSchema:
+    """``diffusion=vdm``: continuous time, cosine log-SNR schedule, MSE on the eps / v / x0 target."""
+
+    _target_: str = VDM_DIFFUSION_TARGET
+    schedule: str = "cosine_logsnr"
+    logsnr_min: float = -20.0
+    logsnr_max: float = 20.0
+    prediction: str = "eps"
+    learn_sigma: bool = False
+    loss: str = "mse"
+
+    def __post_init__(self) -> None:
+        _one_of(self.schedule, ("cosine_logsnr",), "schedule")
+        _one_of(self.prediction, ("eps", "v", "x0"), "prediction")
+        _one_of(self.loss, ("mse",), "loss")
+        _require(
+            self.logsnr_min < self.logsnr_max,
+            "logsnr_min",
+            f"must be < diffusion.logsnr_max, got {self.logsnr_min} and {self.logsnr_max}",
+        )
+        _require(
+            not self.learn_sigma,
+            "learn_sigma",
+            "must be false for the continuous-time diffusion (it samples with the fixed, gamma-interpolated "
+            "variance)",
+        )
+
+
+def diffusion_schema(node: Any) -> type:
+    """The schema of a ``diffusion`` node: by its ``_target_``, the discrete chain's or the continuous one's."""
+    target = node.get("_target_") if isinstance(node, DictConfig) else None
+    return VDMDiffusionSchema if target == VDM_DIFFUSION_TARGET else DiffusionSchema
+
+
 @dataclass
 class SamplerSchema:
     name: str = "ddpm"
@@ -106,12 +145,28 @@ class SamplerSchema:
     eta: float = 0.0
     order: int = 2
     clip_x0: bool = False
+    # vdm_ancestral: log-variance interpolation (0 posterior, 1 forward) and the Langevin corrector
+    gamma: float = 0.0
+    langevin_steps_per_step: int = 0
+    langevin_delta: float = 0.1
 
     def __post_init__(self) -> None:
-        _one_of(self.name, ("ddpm", "ddim", "dpmsolver"), "name")
+        _one_of(self.name, ("ddpm", "ddim", "dpmsolver", "vdm_ancestral"), "name")
         _require(self.steps >= 1, "steps", f"must be >= 1, got {self.steps}")
         _require(self.eta >= 0, "eta", "must be >= 0")
         _require(self.order in (1, 2), "order", "must be 1 or 2")
+        _require(0.0 <= self.gamma <= 1.0, "gamma", f"must lie in [0, 1], got {self.gamma}")
+        _require(
+            self.langevin_steps_per_step >= 0,
+            "langevin_steps_per_step",
+            f"must be >= 0, got {self.langevin_steps_per_step}",
+        )
+        _require(
+            self.langevin_steps_per_step == 0 or self.name == "vdm_ancestral",
+            "langevin_steps_per_step",
+            f"the Langevin corrector belongs to sampler=vdm_ancestral, not '{self.name}'",
+        )
+        _require(self.langevin_delta > 0, "langevin_delta", f"must be > 0, got {self.langevin_delta}")
 
 
 @dataclass
@@ -348,7 +403,7 @@ def validate_config(cfg: DictConfig) -> None:
     validate_node(OmegaConf.create(top), TopLevelSchema, "")
     for key, schema in NODE_SCHEMAS.items():
         if key in cfg:
-            validate_node(cfg[key], schema, key)
+            validate_node(cfg[key], diffusion_schema(cfg[key]) if key == "diffusion" else schema, key)
     for key in TARGET_NODES:
         if key in cfg:
             check_target_kwargs(cfg[key], key)
@@ -362,8 +417,21 @@ def validate_config(cfg: DictConfig) -> None:
     _check_cross_keys(cfg)
 
 
+def check_sampler_for_diffusion(sampler: Any, diffusion: Any) -> None:
+    """DPM-Solver++ walks a discrete chain: with the continuous-time diffusion it is refused, naming
+    ``sampler.name``."""
+    name = OmegaConf.select(sampler, "name", default=None) if isinstance(sampler, DictConfig) else None
+    if name == "dpmsolver" and diffusion_schema(diffusion) is VDMDiffusionSchema:
+        raise ConfigError(
+            "sampler.name",
+            "dpmsolver runs on a discrete chain; with diffusion=vdm use sampler=vdm_ancestral, ddim or ddpm",
+        )
+
+
 def _check_cross_keys(cfg: DictConfig) -> None:
     """Relations between nodes that no single schema sees."""
+    if "sampler" in cfg and "diffusion" in cfg:
+        check_sampler_for_diffusion(cfg.sampler, cfg.diffusion)
     guidance = float(cfg.get("guidance_scale", 1.0))
     conditioner = cfg.get("conditioner")
     if guidance != 1.0 and conditioner is not None and float(conditioner.drop_prob) <= 0:

@@ -8,6 +8,7 @@ from collections.abc import Callable, Sequence
 import torch
 
 from vidgen.diffusion.coefficients import gather
+from vidgen.diffusion.levels import NoiseLevels
 from vidgen.diffusion.losses import discretized_gaussian_log_likelihood, mean_flat, normal_kl
 from vidgen.diffusion.parameterization import (
     check_prediction,
@@ -15,6 +16,7 @@ from vidgen.diffusion.parameterization import (
     prediction_target,
     prediction_to_x0_eps,
 )
+from vidgen.diffusion.spacing import space_timesteps
 
 LOSS_TYPES = ("simple", "hybrid")
 
@@ -54,6 +56,9 @@ class GaussianDiffusion:
 
     Every method's ``t`` is a ``(B,)`` int64 index into *this* chain.
     """
+
+    model_time = "step"
+    """The denoiser's ``t`` argument is an int64 step of the original chain."""
 
     def __init__(
         self,
@@ -151,6 +156,13 @@ class GaussianDiffusion:
         if device is None:
             device = generator.device if generator is not None else "cpu"
         return torch.randint(0, self.num_timesteps, (batch_size,), device=device, generator=generator)
+
+    def noise_levels(self, steps: int | str) -> NoiseLevels:
+        """The levels of this chain respaced to ``steps`` (an int count or a ``space_timesteps`` spacing such
+        as ``"ddim50"``), noisiest first: ``alpha = sqrt(alpha_bar)``, ``sigma = sqrt(1 - alpha_bar)`` and the
+        original-chain step as model time, at the same steps as ``respace(self, space_timesteps(T, steps))``."""
+        kept = torch.tensor(space_timesteps(self.num_timesteps, steps), dtype=torch.int64).flip(0)
+        return NoiseLevels.from_alpha_bar(self.timestep_map.cpu()[kept], self.alphas_cumprod.cpu()[kept])
 
     # ------------------------------------------------------------------ forward process
 

@@ -16,7 +16,7 @@ from torch import nn
 
 from vidgen.autoencoders.base import FrameAutoencoder
 from vidgen.conditioning import Cond, Conditioner
-from vidgen.diffusion import GaussianDiffusion, build_sampler, guided_model_fn
+from vidgen.diffusion import Diffusion, ModelFn, build_sampler, guided_model_fn
 from vidgen.lit.ema import ema_decay_at, ema_update, make_ema_copy
 from vidgen.lit.seeding import step_generator
 
@@ -35,7 +35,9 @@ class VideoDiffusionModule(L.LightningModule):
         denoiser: ``forward(x (B,c,F,h,w), t (B,), cond) -> (B, c or 2c, F, h, w)``.
         autoencoder: frozen frame-wise autoencoder (identity for pixel space).
         conditioner: turns batches into :class:`Cond` (with condition dropout in training).
-        diffusion: the training diffusion process (schedule, parameterisation, loss).
+        diffusion: the training diffusion process (schedule, parameterisation, loss): a discrete
+            :class:`~vidgen.diffusion.GaussianDiffusion` (the denoiser gets int64 steps) or the continuous-time
+            :class:`~vidgen.diffusion.VDMDiffusion` (the denoiser gets the float log-SNR).
         video_shape: ``(C, F, H, W)`` of the generated videos in pixel space.
         sampler: sampler config (``name``, ``steps``, ``eta``, ``order``, ``clip_x0``).
         optim: AdamW settings (``lr``, ``weight_decay``, ``betas``, ``eps``).
@@ -57,7 +59,7 @@ class VideoDiffusionModule(L.LightningModule):
         denoiser: nn.Module,
         autoencoder: FrameAutoencoder,
         conditioner: Conditioner,
-        diffusion: GaussianDiffusion,
+        diffusion: Diffusion,
         video_shape: tuple[int, int, int, int],
         sampler: dict[str, Any],
         optim: dict[str, Any],
@@ -119,7 +121,8 @@ class VideoDiffusionModule(L.LightningModule):
                 cond, num_video_frames=int(torch.as_tensor(batch["num_video_frames"]).flatten()[0])
             )
         batch_size = latents.shape[0]
-        t = torch.randint(0, self.diffusion.num_timesteps, (batch_size,), generator=generator).to(self.device)
+        # drawn on the generator's (CPU) device: a discrete chain's randint consumes the stream as it always did
+        t = self.diffusion.sample_timesteps(batch_size, generator=generator).to(self.device)
         noise = torch.randn(latents.shape, generator=generator, dtype=latents.dtype).to(self.device)
         return self.diffusion.training_losses(lambda x, tt: denoiser(x, tt, cond), latents, t, noise=noise)
 
@@ -262,12 +265,7 @@ class VideoDiffusionModule(L.LightningModule):
             sampler: sampler config overriding the module's (``name``, ``steps``, ...).
             batch_size: videos per sampling batch (default: all at once).
         """
-        scale = self.guidance_scale if guidance_scale is None else float(guidance_scale)
-        if scale != 1.0 and not self.conditioner.supports_guidance:
-            raise ValueError(
-                f"guidance_scale={scale} needs a conditional model trained with condition dropout "
-                "(conditioner.drop_prob > 0); use guidance_scale=1 for this model"
-            )
+        scale = self.checked_guidance_scale(guidance_scale)
         self.diffusion.to(self.device)
         sampler_obj = build_sampler(self.diffusion, **(sampler or self.sampler_cfg))
         denoiser = self.sampling_denoiser
@@ -283,9 +281,7 @@ class VideoDiffusionModule(L.LightningModule):
             index = slice(start, min(start + batch_size, num_videos))
             n = index.stop - index.start
             cond: Cond = cond_all.select(index)
-            model_fn = guided_model_fn(
-                denoiser, cond, self.conditioner.null(n, self.device), scale, self.learn_sigma
-            )
+            model_fn = self.sampling_model_fn(denoiser, cond, n, scale)
             noise = torch.randn((n, *self.latent_shape), generator=generator).to(self.device)
             latents = sampler_obj.sample(
                 model_fn, noise.shape, noise=noise, generator=generator, progress=progress
@@ -293,6 +289,25 @@ class VideoDiffusionModule(L.LightningModule):
             videos.append(self.autoencoder.decode(latents).clamp(-1, 1).float().cpu())
         denoiser.train(was_training)
         return torch.cat(videos, dim=0)
+
+    def checked_guidance_scale(self, guidance_scale: float | None) -> float:
+        """The classifier-free guidance scale to sample with (``None``: the module's), checked against the
+        conditioner (a scale other than 1 needs a model trained with condition dropout)."""
+        scale = self.guidance_scale if guidance_scale is None else float(guidance_scale)
+        if scale != 1.0 and not self.conditioner.supports_guidance:
+            raise ValueError(
+                f"guidance_scale={scale} needs a conditional model trained with condition dropout "
+                "(conditioner.drop_prob > 0); use guidance_scale=1 for this model"
+            )
+        return scale
+
+    def sampling_model_fn(self, denoiser: nn.Module, cond: Cond, num: int, scale: float) -> ModelFn:
+        """``model_fn(x (num,c,F,h,w), t (num,)) -> raw output`` of ``denoiser`` for ``num`` samples with the
+        condition ``cond``, under classifier-free guidance of strength ``scale`` (what every sampler of this
+        module calls)."""
+        return guided_model_fn(
+            denoiser, cond, self.conditioner.null(num, self.device), scale, self.learn_sigma
+        )
 
     # ------------------------------------------------------------------ checkpoints
     def _frozen_prefixes(self) -> list[str]:
