@@ -12,9 +12,11 @@ from pathlib import Path
 import pytest
 import torch
 
-from tests.conftest import TINY_DATA, TINY_RUN, compose_config
+from tests.conftest import CONFIG_DIR, TINY_DATA, TINY_RUN, compose_config
+from vidgen.config.instantiate import instantiate_node
 from vidgen.io.video import read_video
-from vidgen.lit.build import read_checkpoint
+from vidgen.lit.build import build_module, read_checkpoint
+from vidgen.lit.seeding import step_generator
 from vidgen.sample import sample
 from vidgen.train import train
 
@@ -84,3 +86,67 @@ def test_joint_image_video_training_with_class_labels(tmp_path: Path) -> None:
     assert summary["global_step"] == 2
     losses = _losses(run_dir)
     assert len(losses) == 2 and all(math.isfinite(loss) for loss in losses)
+
+
+def test_the_training_loss_covers_the_clip_and_each_image_under_its_own_label(tmp_path: Path) -> None:
+    """Spec T18 with this model: the denoiser is told the clip length and gets every image's own label
+    (from the image's own clip), and the loss reaches the denoiser's output on every frame."""
+    cfg = compose_config(
+        [
+            *VDM,
+            "conditioner=class",
+            "conditioner.num_classes=21",
+            "conditioner.drop_prob=0",
+            "data.joint_image_frames=2",
+        ],
+        run_dir=tmp_path / "run",
+    )
+    module = build_module(cfg)
+    datamodule = instantiate_node(cfg.data)
+    datamodule.setup("fit")
+    batch = next(iter(datamodule.train_dataloader()))
+    frames = int(batch["num_video_frames"][0])
+    seen, outputs = [], []
+    forward = module.denoiser.forward
+
+    def recording_forward(x: torch.Tensor, t: torch.Tensor, cond) -> torch.Tensor:
+        seen.append(cond)
+        out = forward(x, t, cond)
+        out.retain_grad()
+        outputs.append(out)
+        return out
+
+    module.denoiser.forward = recording_forward
+    losses = module._diffusion_losses(module.denoiser, batch, step_generator(0, 0, 0, 0), train=True)
+    losses["loss"].mean().backward()
+    (cond,) = seen
+    assert cond.num_video_frames == frames and cond.images.labels.shape == (batch["video"].shape[0], 2)
+    per_frame = outputs[0].grad.abs().sum(dim=(0, 1, 3, 4))  # (F + K,)
+    assert per_frame.shape == (frames + 2,) and (per_frame > 0).all()
+    grads = [p.grad for p in module.denoiser.parameters() if p.grad is not None]
+    assert grads and all(torch.isfinite(g).all() for g in grads)
+
+
+@pytest.mark.skipif(
+    not (Path(CONFIG_DIR) / "diffusion" / "vdm.yaml").is_file(), reason="no diffusion=vdm in this tree"
+)
+def test_training_under_vdm_continuous_diffusion_feeds_the_log_snr(tmp_path: Path) -> None:
+    """Under ``diffusion=vdm`` the model gets the log-SNR (floats in [-20, 20]) and trains and samples
+    with VDM's ancestral sampler."""
+    overrides = [*VDM, "diffusion=vdm", "sampler=vdm_ancestral", "sampler.steps=3", "trainer.max_steps=3"]
+    cfg = compose_config(overrides, run_dir=tmp_path / "run")
+    module = build_module(cfg)
+    datamodule = instantiate_node(cfg.data)
+    datamodule.setup("fit")
+    batch = next(iter(datamodule.train_dataloader()))
+    seen = []
+    forward = module.denoiser.forward
+    module.denoiser.forward = lambda x, t, cond: seen.append(t) or forward(x, t, cond)
+    module._diffusion_losses(module.denoiser, batch, step_generator(0, 0, 0, 0), train=True)
+    (t,) = seen
+    assert t.is_floating_point() and t.min() >= -20 and t.max() <= 20 and not torch.equal(t, t.round())
+
+    summary = train(compose_config(overrides, run_dir=tmp_path / "trained"))
+    assert summary["global_step"] == 3
+    assert all(math.isfinite(loss) for loss in _losses(tmp_path / "trained"))
+    assert len(list((tmp_path / "trained" / "samples" / "final").glob("sample_*.mp4"))) == 2

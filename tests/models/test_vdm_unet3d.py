@@ -567,3 +567,19 @@ def test_positions_build_by_name_and_isolated_frames_attend_to_themselves() -> N
         if kind == "shaw":
             expected = expected + position.value_table[position.max_distance]
         torch.testing.assert_close(out[:, :, 2:], expected, rtol=0, atol=1e-15)
+
+
+def test_gradient_checkpointing_gives_the_same_gradients() -> None:
+    model = small_model("class")
+    model.train()  # dropout is 0: the same function, with recomputation
+    checkpointed = copy.deepcopy(model)
+    checkpointed.gradient_checkpointing = True
+    x, cond = clips(), joint_cond("class")
+    grads = []
+    for m in (model, checkpointed):
+        m.zero_grad()
+        m(x, T, cond).square().sum().backward()
+        grads.append([p.grad.clone() for p in m.parameters() if p.grad is not None])
+    assert len(grads[0]) == len(grads[1]) > 0
+    for a, b in zip(*grads, strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12)

@@ -55,7 +55,7 @@ Sizes (:data:`VDM_SIZES`, paper App. A; heads = channels / ``head_dim``; ``frequ
 ADM's):
 
 ==========  ====  ===========  ==  ========  ===  ========  =======  ======  ===========================
-size        base  mult         N   attn      d    E / L     dropout  groups  parameters (C = 3, uncond.)
+size        base  mult         N   attn      d    E / L     dropout  groups  parameters (C = 3, no cond.)
 ==========  ====  ===========  ==  ========  ===  ========  =======  ======  ===========================
 tiny        32    1, 2         1   8         16   128 / 2   0.0      8       777,891 at 16x16
 ucf101      256   1, 2, 4, 8   2   32,16,8   64   1024 / 4  0.1      32      1,143,935,491 at 64x64
@@ -66,15 +66,18 @@ t2v_large   256   1, 2, 4, 8   2   32,16,8   64   1024 / 4  0.0      32      1,1
 t2v_9x128   128   1,2,4,8,16   2   32,16,8   128  1024 / 4  0.0      32      1,146,918,147 at 128x128
 ==========  ====  ===========  ==  ========  ===  ========  =======  ======  ===========================
 
-What a count includes: every trainable parameter, Shaw's tables included (``2 (2R + 1) d`` per temporal
-attention). Sum of: ``conv_in`` ``27 base + base`` (``9 C base + base``); the embedding MLP ``f E + E + (L -
-1)(E^2 + E)``; each ResBlock ``cin -> cout`` ``2 cin + 9 cin cout + cout + E cout + cout + 2 cout + 9 cout^2 +
-cout`` ``(+ cin cout + cout`` when ``cin != cout``); each resampler ``9 C^2 + C``; each spatial attention
-``4C^2 + 6C``; each temporal attention ``4C^2 + 6C`` + its position's (Shaw ``2 (2R + 1) d``, T5 ``32 H``, RoPE
-/ none 0); the output ``2 base + 9 base C_out + C_out``. Text (``text_dim = D``) adds the attention pool
-``3D^2 + 4D + D E + E``; classes add ``(num_classes + 1) E``; ``learn_sigma`` adds ``9 base C + C``. The
-counts are pinned in ``tests/models/test_vdm_unet3d.py``; next to the spec's estimates in
-``experiments/vdm/README.md``.
+What a count includes: every trainable parameter (``C`` = input channels, ``C_out`` = outputs, ``W`` = a
+layer's width, ``E`` / ``L`` / ``f`` = embedding width / MLP layers / sinusoidal features), Shaw's tables
+included. Sum of: ``conv_in`` ``9 C base + base``; the embedding MLP ``f E + E + (L - 1)(E^2 + E)``; each
+ResBlock ``cin -> cout`` ``2 cin + 9 cin cout + cout + E cout + cout + 2 cout + 9 cout^2 + cout`` (``+ cin cout
++ cout`` when ``cin != cout``); each resampler ``9 W^2 + W``; each spatial attention ``4 W^2 + 6 W``; each
+temporal attention ``4 W^2 + 6 W`` plus its position's (Shaw ``2 (2R + 1) head_dim``, T5 ``t5_num_buckets *
+heads``, RoPE / none 0); the output ``2 base + 9 base C_out + C_out``. Text (``text_dim = D``) adds the
+attention pool ``3 D^2 + 4 D + D E + E``; classes ``(num_classes + 1) E``; ``learn_sigma`` ``9 base C + C``.
+Initialisation: PyTorch's defaults (Shaw / T5 tables N(0, 0.02)), except zeros for the output conv, every attention's output projection
+and every ResBlock's second conv (ADM: each block starts as its skip, the model outputs zero). The counts
+are pinned (and checked against this closed form) in ``tests/models/test_vdm_unet3d_config.py``; next to
+the spec's estimates in ``experiments/vdm/README.md``.
 """
 
 from __future__ import annotations
