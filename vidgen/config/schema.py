@@ -343,7 +343,10 @@ DEFAULT_SCALE_FAMILY = "latte"
 SCALE_CHOICES = {
     "latte": "scale=tiny or scale=paper",
     "latent_shift": "scale=latent_shift/tiny or scale=latent_shift/paper",
+    "vdm": "scale=vdm/tiny or scale=vdm/paper",
 }
+#: the denoiser class (``model._target_``'s last name) a scale of each family other than Latte's is made for
+SCALE_MODELS = {"latent_shift": "LatentUNet", "vdm": "VDMUNet3D"}
 
 
 def check_experiment_scale(cfg: DictConfig) -> None:
@@ -352,7 +355,8 @@ def check_experiment_scale(cfg: DictConfig) -> None:
     ``experiment_family`` (set by an experiment, e.g. ``conf/experiment/latent_shift/*.yaml``) must equal the
     chosen scale's ``scale.family`` (a scale without one is Latte's, :data:`DEFAULT_SCALE_FAMILY`); and a
     scale of a family other than Latte's, chosen without such an experiment, must come with a model of that
-    family (a Latte model with a Latent-Shift scale fails: the Latte experiments carry no marker). Each entry
+    family (:data:`SCALE_MODELS`; a Latte model with a Latent-Shift scale fails: the Latte experiments carry no
+    marker). Each entry
     ``{key, make}`` of ``scale.prerequisites`` names a config key whose value is a file that the command
     ``make`` writes. Every failure is a :class:`ConfigError` naming ``scale`` (or the prerequisite's key).
     Runs on the unresolved config, before anything else is checked.
@@ -374,13 +378,14 @@ def check_experiment_scale(cfg: DictConfig) -> None:
             f"a {experiment} experiment needs a {experiment} scale ({SCALE_CHOICES.get(str(experiment), '?')}); "
             f"the chosen scale '{name}' is a {family} scale",
         )
-    if experiment is None and family == "latent_shift":
+    if experiment is None and family in SCALE_MODELS:
         target = str(OmegaConf.select(cfg, "model._target_", default="") or "")
-        if not target.endswith("LatentUNet"):
+        if target.rsplit(".", 1)[-1] != SCALE_MODELS[family]:
             raise ConfigError(
                 "scale",
-                f"the {family} scale '{name}' is for the Latent-Shift models (experiment=latent_shift/...); "
-                f"this run's model is {target.rsplit('.', 1)[-1] or 'unset'}: use {SCALE_CHOICES['latte']}",
+                f"the {family} scale '{name}' is for the {SCALE_MODELS[family]} models "
+                f"(experiment={family}/...); this run's model is {target.rsplit('.', 1)[-1] or 'unset'}: use "
+                f"{SCALE_CHOICES['latte']}",
             )
     for item in OmegaConf.select(scale, "prerequisites", default=None) or []:
         key, command = str(item.key), str(item.make)
