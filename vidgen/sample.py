@@ -19,6 +19,16 @@ autoencoder and conditioner are rebuilt from the checkpoint's stored config, wit
     'config_overrides=["model.temporal=none"]'
 
   (the inner quotes are needed: Hydra reads ``=`` inside a list only in a quoted string).
+
+Conditional generation from the same unconditional (or class / text) model, by reconstruction guidance or
+replacement (VDM §3.1; :mod:`vidgen.lit.conditional_sampling`), with ``sampler=vdm_ancestral`` (or ``ddim``,
+``ddpm``): one task at a time.
+
+- ``extend.num_frames=64``: videos longer than the model's clip, block by block (``extend.method``,
+  ``extend.weight``, ``extend.context_frames``).
+- ``condition_video=in.mp4 condition.frames=[0,1]`` (prediction) or ``condition.stride=4`` (interpolation):
+  the given clip positions are filled, in order, by the video's frames 0, 1, ...; the rest is generated.
+- ``superres.video=small.mp4``: clips at the model's resolution whose downsampled version is the given one.
 """
 
 from __future__ import annotations
@@ -33,11 +43,13 @@ from omegaconf import DictConfig, OmegaConf
 
 import vidgen  # noqa: F401  (registers config resolvers)
 from vidgen.config.errors import ConfigError
-from vidgen.config.schema import SamplerSchema, validate_node
+from vidgen.config.schema import SamplerSchema, check_sampler_for_diffusion, validate_node
+from vidgen.diffusion import GuidanceError
 from vidgen.io.conditions import write_conditions
 from vidgen.io.samples import write_samples
 from vidgen.io.video import auto_scale
 from vidgen.lit.build import load_module_from_checkpoint
+from vidgen.lit.conditional_sampling import check_request, read_request, run_request
 from vidgen.lit.module import VideoDiffusionModule
 from vidgen.lit.sampling import check_frame_count
 from vidgen.runtime import CONFIG_DIR, pick_device
@@ -99,11 +111,14 @@ def sample(cfg: DictConfig) -> list[Path]:
     """Generate ``num_videos`` samples from ``ckpt_path``; return the written files (grid last)."""
     if int(cfg.num_videos) < 1:
         raise ConfigError("num_videos", f"must be >= 1, got {cfg.num_videos}")
+    request = read_request(cfg)  # extend / condition_video / superres, checked before the model loads
     module, train_cfg = load_for_sampling(cfg)
-    sampler_cfg = OmegaConf.to_container(
-        cfg.sampler if cfg.get("sampler") else train_cfg.sampler, resolve=True
-    )
+    sampler_node = cfg.sampler if cfg.get("sampler") else train_cfg.sampler
+    sampler_cfg = OmegaConf.to_container(sampler_node, resolve=True)
     validate_node(OmegaConf.create(sampler_cfg), SamplerSchema, "sampler")
+    check_sampler_for_diffusion(OmegaConf.create(sampler_cfg), train_cfg.diffusion)
+    if request is not None:
+        check_request(request, module, sampler_cfg)
     if not cfg.use_ema:
         module.ema_denoiser = None
     module.to(pick_device(str(cfg.device)))
@@ -113,16 +128,21 @@ def sample(cfg: DictConfig) -> list[Path]:
     scale = cfg.guidance_scale if cfg.guidance_scale is not None else train_cfg.guidance_scale
 
     start = time.perf_counter()
-    videos = module.generate(
-        int(cfg.num_videos),
-        generator=torch.Generator().manual_seed(int(cfg.seed)),
-        labels=labels,
-        captions=captions,
-        guidance_scale=float(scale),
-        sampler=sampler_cfg,
-        batch_size=cfg.batch_size,
-        progress=True,
-    )
+    sampling = {
+        "generator": torch.Generator().manual_seed(int(cfg.seed)),
+        "labels": labels,
+        "captions": captions,
+        "guidance_scale": float(scale),
+        "batch_size": cfg.batch_size,
+        "progress": True,
+    }
+    if request is None:
+        videos = module.generate(int(cfg.num_videos), sampler=sampler_cfg, **sampling)
+    else:
+        nan_to_num = bool(OmegaConf.select(cfg, "guidance_nan_to_num", default=False))
+        videos = run_request(
+            request, module, int(cfg.num_videos), sampler_cfg=sampler_cfg, nan_to_num=nan_to_num, **sampling
+        )
     seconds = time.perf_counter() - start
 
     out_dir = Path(cfg.out_dir)
@@ -131,9 +151,10 @@ def sample(cfg: DictConfig) -> list[Path]:
     # what each file was generated for (vidgen.evaluate reads it)
     write_conditions(out_dir, written, None if labels is None else labels.tolist(), captions)
     kind = "images" if videos.shape[2] == 1 else f"videos of {videos.shape[2]} frames"
+    task = "" if request is None else f", {type(request).__name__.removesuffix('Request').lower()}"
     print(
         f"Wrote {len(videos)} {kind} + {written[-1].name} to {out_dir} ({sampler_cfg['name']}, "
-        f"{sampler_cfg['steps']} steps, guidance {scale}, {seconds / len(videos):.2f} s/sample)"
+        f"{sampler_cfg['steps']} steps, guidance {scale}{task}, {seconds / len(videos):.2f} s/sample)"
     )
     return written
 
@@ -143,7 +164,7 @@ def main(cfg: DictConfig) -> None:
     """Hydra entry: sample (exit 2 on a config error)."""
     try:
         sample(cfg)
-    except (ConfigError, ValueError) as error:
+    except (ConfigError, ValueError, GuidanceError) as error:
         print(f"Error: {error}", file=sys.stderr)
         raise SystemExit(2) from None
 
