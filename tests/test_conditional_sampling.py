@@ -67,6 +67,13 @@ def test_extend_to_four_clip_lengths_writes_decodable_videos(
         assert frames.shape[0] == 16 and frames.dtype == torch.uint8
 
 
+def test_vdm_ancestral_samples_a_discrete_checkpoint(latte_ckpt: Path, tmp_path: Path) -> None:
+    """sampler=vdm_ancestral (with the corrector) on a checkpoint trained with the DiT chain and a learned
+    variance: plain sampling at the model's clip length."""
+    written = run_sample(latte_ckpt, tmp_path, "sampler.langevin_steps_per_step=1", "upscale=1")
+    assert read_video(written[0]).shape[:3] == (4, 16, 16)
+
+
 def test_interpolation_and_superresolution_from_videos(latte_ckpt: Path, tmp_path: Path) -> None:
     generator = torch.Generator().manual_seed(0)
     given = clip_file(tmp_path / "given.mp4", torch.rand(3, 2, 32, 40, generator=generator) * 2 - 1)
