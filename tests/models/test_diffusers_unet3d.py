@@ -14,7 +14,7 @@ from vidgen.models.diffusers_unet3d import DiffusersUNet3D
 
 def _model(**kwargs: object) -> DiffusersUNet3D:
     torch.manual_seed(0)
-    return DiffusersUNet3D(**{"size": "tiny", "in_channels": 3, **kwargs}).eval()
+    return DiffusersUNet3D(**{"size": "tiny", "in_channels": 3, "input_size": 16, **kwargs}).eval()
 
 
 def test_sizes_count_the_modelscope_unet_on_the_meta_device() -> None:
@@ -29,6 +29,10 @@ def test_sizes_count_the_modelscope_unet_on_the_meta_device() -> None:
         _model(block_out_channels=[30, 64])
     with pytest.raises(ConfigError, match=r"model\.size"):
         _model(size="XL")
+    with pytest.raises(ConfigError, match=r"model\.num_classes"):
+        _model(num_classes=101)
+    with pytest.raises(ConfigError, match=r"model\.input_size"):
+        _model(input_size=15)
 
 
 def test_forward_keeps_the_layout_and_text_reaches_the_output() -> None:

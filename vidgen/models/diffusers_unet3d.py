@@ -87,7 +87,11 @@ class DiffusersUNet3D(nn.Module):
     Args:
         size: ``tiny`` or ``modelscope``.
         in_channels: latent (or pixel) channels ``C``.
+        input_size: latent height = width, divisible by ``2^(levels - 1)`` (the U-Net's downsamplings).
+        num_frames: the clip length (recorded; the U-Net runs any number of frames).
         learn_sigma: output ``2C`` channels (eps and the variance interpolation).
+        num_classes: must be 0: the U-Net has no class conditioning (a class-conditional recipe fails here,
+            naming ``model.num_classes``, before any training).
         cross_attention_dim: width of the text states (``conditioner.text_dim``); 0 = the size's width, with
             one all-zero token when there is no text.
         block_out_channels, layers_per_block, attention_head_dim: override the size's value when not None.
@@ -97,7 +101,10 @@ class DiffusersUNet3D(nn.Module):
         self,
         size: str = "tiny",
         in_channels: int = 4,
+        input_size: int = 32,
+        num_frames: int = 16,
         learn_sigma: bool = False,
+        num_classes: int = 0,
         cross_attention_dim: int = 0,
         block_out_channels: Sequence[int] | None = None,
         layers_per_block: int | None = None,
@@ -118,6 +125,20 @@ class DiffusersUNet3D(nn.Module):
             attention_head_dim,
         )
         self.cross_attention_dim = int(config["cross_attention_dim"])
+        self.num_frames = checked_int("model.num_frames", num_frames)
+        self.input_size = checked_int("model.input_size", input_size)
+        factor = 2 ** (len(config["block_out_channels"]) - 1)
+        if self.input_size % factor:
+            raise ConfigError(
+                "model.input_size",
+                f"must be divisible by {factor} (the U-Net's downsamplings), got {input_size}",
+            )
+        if checked_int("model.num_classes", num_classes, 0):
+            raise ConfigError(
+                "model.num_classes",
+                f"diffusers' UNet3DConditionModel has no class conditioning, got {num_classes} classes; use "
+                "conditioner=none or conditioner=text",
+            )
         self.unet = UNet3DConditionModel(**config)
 
     def num_params(self, trainable_only: bool = True) -> int:
