@@ -9,6 +9,7 @@ to end for a couple of steps and reports.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -114,3 +115,44 @@ def test_tiny_joint_training_sweep_runs_and_reports(tmp_path: Path) -> None:
     written = load_script("latte", "report").write_report(tmp_path / "sweep")
     text = written["markdown"].read_text()
     assert all(f"data.joint_image_frames={k}" in text for k in (0, 4, 8)) and len(jobs) == 3
+
+
+def test_extension_script_scores_every_arm(tmp_path: Path) -> None:
+    """experiments/vdm/extension.py on a tiny VDM U-Net trained 2 steps: one row per arm with the long-clip and
+    structure scores, the videos and the join strips written (that every method draws the same first block is
+    tested in tests/test_conditional_sampling.py)."""
+    from tests.conftest import TINY_DATA, TINY_RUN
+    from vidgen.io.video import read_video
+    from vidgen.train import train
+
+    quick = [
+        *TINY_DATA,
+        *TINY_RUN,
+        "model=vdm_unet3d",
+        "model.size=tiny",
+        "diffusion=vdm",
+        "sampler=vdm_ancestral",
+        "trainer.max_steps=2",
+        "trainer.val_check_interval=2",
+        "callbacks.model_checkpoint.every_n_train_steps=2",
+        "samples.num_videos=0",
+        "samples.final_num_videos=0",
+        "logger=csv",
+    ]
+    run_dir = tmp_path / "run"
+    train(compose_config(quick, run_dir=run_dir))
+    script = load_script("vdm", "extension")
+    out = tmp_path / "ext"
+    args = ["--ckpt", str(run_dir / "checkpoints" / "last.ckpt"), "--num-videos", "2", "--num-frames", "10"]
+    assert (
+        script.main([*args, "--context", "2", "--steps", "2", "--weights", "2", "--output-dir", str(out)])
+        == 0
+    )
+    report = json.loads((out / "extension.json").read_text())
+    assert [r["arm"] for r in report["rows"]] == ["independent blocks", "replacement", "reconstruction w=2"]
+    for row in report["rows"]:
+        assert "synthetic_long/boundary_motion_consistency" in row and row["seconds_per_video"] > 0
+    assert read_video(out / "replacement" / "sample_000.mp4").shape[0] == 10
+    assert (out / "replacement_join.png").is_file() and "| replacement |" in (
+        out / "extension.md"
+    ).read_text()
