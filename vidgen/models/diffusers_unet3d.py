@@ -14,7 +14,8 @@ unconditional model. Class labels are not supported (diffusers' ``class_labels``
 U-Net) and image-video joint training is refused: nothing in it could keep the appended images out of the
 temporal layers.
 
-Sizes (``size``): ``tiny`` for CPU work (blocks 32 / 64, one layer per block, cross-attention width 32) and
+Sizes (``size``): ``tiny`` for CPU work (blocks 24 / 48, one layer per block, cross-attention width 32: about
+the tiny VDM U-Net's parameter count, so ``model.size=tiny`` compares equal sizes) and
 ``modelscope`` (ModelScope's 320 / 640 / 1280 / 1280, two layers per block, head dim 64, cross-attention
 width 1024). ``block_out_channels``, ``layers_per_block`` and ``attention_head_dim`` override a size, e.g. to
 match another model's parameter count in a benchmark.
@@ -36,7 +37,7 @@ __all__ = ["DIFFUSERS_UNET3D_SIZES", "DiffusersUNet3D", "unet3d_config"]
 
 #: size -> (block_out_channels, layers_per_block, attention_head_dim, norm_num_groups, cross_attention_dim)
 DIFFUSERS_UNET3D_SIZES: dict[str, tuple[tuple[int, ...], int, int, int, int]] = {
-    "tiny": ((32, 64), 1, 8, 8, 32),
+    "tiny": ((24, 48), 1, 8, 8, 32),
     "modelscope": ((320, 640, 1280, 1280), 2, 64, 32, 1024),
 }
 
