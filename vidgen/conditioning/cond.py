@@ -117,6 +117,27 @@ class Cond:
             out[name] = per.flatten(0, 1)
         return Cond(**out)
 
+    def checked_text(
+        self, batch: int, width: int, width_key: str
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """``(text (B, L, width), text_mask (B, L) | None)``, checked against a model's batch and text width.
+
+        Raises:
+            ValueError: no text, or a shape that does not fit (``width_key`` names the model's setting).
+        """
+        text, mask = self.text, self.text_mask
+        if text is None:
+            raise ValueError(f"cond.text is missing (a text model, {width_key}={width})")
+        if text.dim() != 3 or text.shape[0] != batch or text.shape[2] != width:
+            raise ValueError(
+                f"cond.text must have shape ({batch}, L, {width}) ({width_key}), got {tuple(text.shape)}"
+            )
+        if mask is not None and tuple(mask.shape) != tuple(text.shape[:2]):
+            raise ValueError(
+                f"cond.text_mask must have shape {tuple(text.shape[:2])}, got {tuple(mask.shape)}"
+            )
+        return text, mask
+
     def has_own_frame_conditions(self, num_frames: int) -> bool:
         """Whether frames of a ``num_frames``-frame batch differ in condition: images are appended and
         something conditions (so a model must use :meth:`per_frame` instead of one condition per sample)."""

@@ -161,11 +161,8 @@ class DiffusersUNet3D(nn.Module):
                 "image-video joint training (cond.num_video_frames) is not supported by diffusers' "
                 "UNet3DConditionModel: its temporal convolutions and attention would mix the images into the clip"
             )
-        text = cond.text if cond is not None else None
-        if text is None:
+        if cond is None or cond.text is None:
             text = x.new_zeros(batch, 1, self.cross_attention_dim)
-        elif text.dim() != 3 or text.shape[0] != batch or text.shape[2] != self.cross_attention_dim:
-            raise ValueError(
-                f"cond.text must have shape ({batch}, L, {self.cross_attention_dim}), got {tuple(text.shape)}"
-            )
+        else:
+            text, _ = cond.checked_text(batch, self.cross_attention_dim, "model.cross_attention_dim")
         return self.unet(x, t, encoder_hidden_states=text.to(x.dtype), return_dict=False)[0]

@@ -375,19 +375,8 @@ class LatentUNet(nn.Module):
                 "LatentUNet has no class conditioning (labels were given); use conditioner=text (captions, "
                 "e.g. a template 'a video of {class}') or conditioner=none"
             )
-        text = cond.text if cond is not None else None
-        if text is None:
+        if cond is None or cond.text is None:
             return x.new_zeros(batch, 1, self.cross_attention_dim), None
-        if text.dim() != 3 or text.shape[0] != batch or text.shape[2] != self.cross_attention_dim:
-            raise ValueError(
-                f"cond.text must have shape ({batch}, L, {self.cross_attention_dim}) (the U-Net's "
-                f"cross_attention_dim), got {tuple(text.shape)}"
-            )
-        mask = cond.text_mask if self.use_text_mask else None
-        if mask is not None:
-            if tuple(mask.shape) != tuple(text.shape[:2]):
-                raise ValueError(
-                    f"cond.text_mask must have shape {tuple(text.shape[:2])}, got {tuple(mask.shape)}"
-                )
-            mask = mask.to(x.dtype)
+        text, mask = cond.checked_text(batch, self.cross_attention_dim, "model.cross_attention_dim")
+        mask = mask.to(x.dtype) if self.use_text_mask and mask is not None else None
         return text.to(x.dtype), mask

@@ -547,17 +547,7 @@ class Latte(nn.Module):
                 f"pass cond=Cond(text=(B, L, {self.text_dim}) states[, text_mask=(B, L)]), the empty "
                 f"caption's states for the null condition"
             )
-        if text.dim() != 3 or text.shape[0] != batch or text.shape[2] != self.text_dim:
-            raise ValueError(
-                f"cond.text must have shape ({batch}, L, {self.text_dim}) (model.text_dim), "
-                f"got {tuple(text.shape)}"
-            )
-        mask = cond.text_mask
-        if mask is not None and tuple(mask.shape) != tuple(text.shape[:2]):
-            raise ValueError(
-                f"cond.text_mask must have shape {tuple(text.shape[:2])}, got {tuple(mask.shape)}"
-            )
-        return text, mask
+        return cond.checked_text(batch, self.text_dim, "model.text_dim")
 
     def _embed(self, x: torch.Tensor) -> torch.Tensor:
         """``(B, C, F, H, W)`` -> tokens ``(B, F', h*w, D)`` with the spatial position table added."""

@@ -509,13 +509,4 @@ class VDMUNet3D(nn.Module):
                 "set model.text_dim (conditioner=text) to train a text-to-video model"
             )
         if text is not None:
-            if text.dim() != 3 or text.shape[0] != batch or text.shape[2] != self.text_dim:
-                raise ValueError(
-                    f"cond.text must have shape ({batch}, L, {self.text_dim}) (model.text_dim), "
-                    f"got {tuple(text.shape)}"
-                )
-            mask = cond.text_mask
-            if mask is not None and tuple(mask.shape) != tuple(text.shape[:2]):
-                raise ValueError(
-                    f"cond.text_mask must have shape {tuple(text.shape[:2])}, got {tuple(mask.shape)}"
-                )
+            cond.checked_text(batch, self.text_dim, "model.text_dim")  # the shapes; the pool reads cond

@@ -31,9 +31,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from vidgen.data.synthetic import SyntheticVideoDataset
 from vidgen.metrics.base import VideoMetric, check_uint8_videos
-from vidgen.metrics.synthetic.classifier import generator_kwargs
+from vidgen.metrics.synthetic.metrics import structure_analyzer
 from vidgen.metrics.synthetic.structure import StructureAnalyzer
 
 __all__ = ["SyntheticLongClip", "block_boundaries"]
@@ -113,13 +112,8 @@ class SyntheticLongClip(VideoMetric):
         self.window_stride = int(window_stride)
         self.block_frames = None if block_frames is None else int(block_frames)
         self.context_frames = int(context_frames)
-        generator = SyntheticVideoDataset(num_clips=1, **generator_kwargs(data))
-        self.analyzer = StructureAnalyzer(
-            background=generator.background,
-            colors=generator.colors,
-            object_size=generator.object_size,
-            speed=tuple(generator.frame_stride * s for s in generator.speed),
-            max_objects=generator.max_objects,
+        self.analyzer = structure_analyzer(
+            data,
             foreground=foreground,
             colour_tolerance=colour_tolerance,
             motion_tolerance=motion_tolerance,

@@ -38,7 +38,7 @@ from vidgen.metrics.synthetic.classifier import (
 )
 from vidgen.metrics.synthetic.structure import StructureAnalyzer
 
-__all__ = ["SyntheticClassAccuracy", "SyntheticFVD", "SyntheticStructure"]
+__all__ = ["SyntheticClassAccuracy", "SyntheticFVD", "SyntheticStructure", "structure_analyzer"]
 
 
 def _weights_digest(model: torch.nn.Module) -> str:
@@ -248,6 +248,23 @@ class SyntheticClassAccuracy(_ClassifierMetric):
         }
 
 
+def structure_analyzer(data: Mapping[str, Any] | None = None, **settings: float) -> StructureAnalyzer:
+    """The structure analyser for clips of the synthetic generator with settings ``data`` (background, colours,
+    object sizes, speeds, objects per clip, frame stride); ``settings`` are its ``foreground``,
+    ``colour_tolerance``, ``motion_tolerance`` and ``track_fraction``."""
+    generator = SyntheticVideoDataset(num_clips=1, **generator_kwargs(data))
+    return StructureAnalyzer(
+        background=generator.background,
+        colors=generator.colors,
+        object_size=generator.object_size,
+        # a rendered frame is frame_stride frames of the underlying motion: per rendered frame the objects
+        # move frame_stride times as far (and circles turn that much faster)
+        speed=tuple(generator.frame_stride * s for s in generator.speed),
+        max_objects=generator.max_objects,
+        **settings,
+    )
+
+
 class SyntheticStructure(VideoMetric):
     """Object presence, palette colours and motion consistency of generated clips, from the generator's known
     structure (no learned weights). See :mod:`vidgen.metrics.synthetic.structure` for the exact rules.
@@ -290,15 +307,8 @@ class SyntheticStructure(VideoMetric):
         track_fraction: float = 0.75,
     ) -> None:
         self.num_fake = int(num_fake)
-        generator = SyntheticVideoDataset(num_clips=1, **generator_kwargs(data))
-        self.analyzer = StructureAnalyzer(
-            background=generator.background,
-            colors=generator.colors,
-            object_size=generator.object_size,
-            # a rendered frame is frame_stride frames of the underlying motion: per rendered frame the objects
-            # move frame_stride times as far (and circles turn that much faster)
-            speed=tuple(generator.frame_stride * s for s in generator.speed),
-            max_objects=generator.max_objects,
+        self.analyzer = structure_analyzer(
+            data,
             foreground=foreground,
             colour_tolerance=colour_tolerance,
             motion_tolerance=motion_tolerance,
