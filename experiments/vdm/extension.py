@@ -155,7 +155,7 @@ def main(argv: list[str] | None = None) -> int:
         f"Extension to {args.num_frames} frames of a {clip}-frame model, context {args.context}, "
         f"{args.num_videos} videos, {sampler['name']} {sampler['steps']} steps per window.",
         "",
-        "| arm | " + " | ".join(k.split("/")[-1] for k in keys) + " |",
+        "| arm | " + " | ".join(k.replace("synthetic_", "") for k in keys) + " |",
         "|---" * (len(keys) + 1) + "|",
     ]
     lines += ["| " + r["arm"] + " | " + " | ".join(f"{r[k]:.3f}" for k in keys) + " |" for r in rows]
