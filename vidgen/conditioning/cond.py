@@ -18,6 +18,9 @@ class Cond:
         text: ``(B, L, D)`` per-token text-encoder states.
         text_mask: ``(B, L)`` bool, True where a token is real (not padding).
         pooled_text: ``(B, D)`` pooled text embedding.
+        content_frame: ``(B, C, h, w)`` an image given to the model as in-context tokens (CMD's motion model
+            sees the content frame of the video it denoises the motion of). Not dropped for classifier-free
+            guidance: the null condition of such a model carries the same content frame.
         num_video_frames: image-video joint training: the first ``F`` frames of ``x`` are one video clip,
             frames ``F..`` are independent images (the same ``F`` for the whole batch). None = every frame
             belongs to the clip. Not a tensor: :meth:`to`, :meth:`cat`, :meth:`repeat` and :meth:`select`
@@ -33,6 +36,7 @@ class Cond:
     text: torch.Tensor | None = None
     text_mask: torch.Tensor | None = None
     pooled_text: torch.Tensor | None = None
+    content_frame: torch.Tensor | None = None
     num_video_frames: int | None = None
     images: Cond | None = None
 
