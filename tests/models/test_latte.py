@@ -280,7 +280,7 @@ def test_gradient_checkpointing_same_output_and_gradients():
         (dict(num_frames=0), "model.num_frames"),
         (dict(mlp_ratio=0.0), "model.mlp_ratio"),
         (dict(num_classes=-1), "model.num_classes"),
-        (dict(variant=0), "model.variant"),
+        (dict(variant=-1), "model.variant"),  # variant 0 is DiT (all spatial)
         (dict(variant=5), "model.variant"),
     ],
 )
@@ -296,7 +296,7 @@ def test_unknown_size_message_lists_sizes():
 
 
 def test_variant_message_lists_the_variants():
-    with pytest.raises(ConfigError, match=r"unknown value 5; choose one of 1, 2, 3, 4"):
+    with pytest.raises(ConfigError, match=r"unknown value 5; choose one of 0, 1, 2, 3, 4"):
         meta_latte(variant=5)
 
 

@@ -4,6 +4,10 @@ One implementation; each design choice of the paper's Sec. 3.2-3.3 is a construc
 under ``model``), and every block is the one :class:`~vidgen.nn.transformer.TransformerBlock` with a role.
 
 Model variants (``variant``, Fig. 2; ``depth`` = number of blocks for every variant):
+    0. DiT: every block attends over space within its frame (no temporal block, so frames never mix and the
+       temporal table / RoPE is never used); an image model, CMD's content-frame model (Yu et al. 2024,
+       ``ContentDiT``). With ``num_frames=1`` (inputs ``(B, C, 1, H, W)``) it is DiT itself. Not one of
+       Latte's variants; same per-block parameters as variant 1.
     1. interleaved fusion: even blocks spatial (attention over the ``h*w`` tokens of one frame), odd blocks
        temporal (attention over the ``F`` tokens of one spatial position). The reference code's model.
     2. late fusion: the first ``ceil(depth/2)`` blocks spatial, the rest temporal: the same blocks as
@@ -45,7 +49,7 @@ the reference code's "before the first temporal block"); ``rope`` = rotary embed
 in every temporal attention (:mod:`vidgen.nn.rope`), no additive table. RoPE needs an even head dimension.
 
 Text (``text_dim > 0``, Latte's T2V model built on PixArt-alpha): every block that attends over space
-(variant 1/2 spatial blocks, every variant 3/4 block) gets a cross-attention sub-layer after its spatial
+(variant 1/2 spatial blocks, every variant 0/3/4 block) gets a cross-attention sub-layer after its spatial
 self-attention (after the split MHA in variant 4), queries = all tokens of the frame, keys/values = the
 per-token text states ``cond.text`` projected by the block (``cond.text_mask`` respected). PixArt's
 practice is followed: no norm, no modulation, no gate, output projection zero-initialised (a fresh text
@@ -69,7 +73,7 @@ token is its own), cross-attention reads each frame's own caption, and temporal 
 Parameter count, how it depends on the switches (h = hidden size, C = latent channels, p = patch, s = tube
 stride; frozen position tables are buffers, not parameters). Outside the blocks: x_embedder
 ``p^2 C h + h``, t_embedder ``256h + h + h^2 + h``, final layer ``2h^2 + 2h + p^2 C_out (h + 1)``. Per block:
-variants 1/2/4 ``18h^2 + 15h`` (qkv+proj ``4h^2+4h``, MLP ``8h^2+5h``, adaLN ``6h^2+6h``), variant 3
+variants 0/1/2/4 ``18h^2 + 15h`` (qkv+proj ``4h^2+4h``, MLP ``8h^2+5h``, adaLN ``6h^2+6h``), variant 3
 ``22h^2 + 19h`` (one more MHA). ``match_params_of`` picks variant 3's depth at about variant 1's count.
 ``tube``: x_embedder ``+ (s-1) C p^2 h`` (Conv3d weight), the wider linear decoder ``+ (s-1) p^2 C_out (h+1)``
 and the transposed conv ``s^2 C_out^2 + C_out``; ``tokens``: per block ``- 6h^2 - 6h`` (no adaLN) ``+ 2h``
@@ -142,7 +146,7 @@ LATTE_SIZES: dict[str, LatteSize] = {
     "XL": LatteSize(depth=28, hidden_size=1152, num_heads=16),
 }
 
-LATTE_VARIANTS = (1, 2, 3, 4)
+LATTE_VARIANTS = (0, 1, 2, 3, 4)
 PATCH_EMBEDS = ("frame", "tube")
 INJECTIONS = ("adaln", "tokens")
 TEMPORAL_POSITIONS = ("absolute", "rope")
@@ -153,12 +157,15 @@ _SPATIAL_ARRANGEMENT = "b f s d"
 def block_layout(variant: int, depth: int) -> list[BlockRole]:
     """The role of each of the ``depth`` blocks for a Latte variant.
 
+    Variant 0 (DiT, an image model): every block spatial.
     Variant 1 (interleaved fusion): spatial, temporal, spatial, temporal, ...
     Variant 2 (late fusion): ``ceil(depth/2)`` spatial, then ``floor(depth/2)`` temporal (the same blocks
     as variant 1).
     Variant 3: every block factorised self-attention (spatial MHA, temporal MHA, MLP).
     Variant 4: every block factorised MHA (half the heads spatial, half temporal).
     """
+    if variant == 0:
+        return [BlockRole.SPATIAL] * depth
     if variant == 1:
         return [BlockRole.SPATIAL if i % 2 == 0 else BlockRole.TEMPORAL for i in range(depth)]
     if variant == 2:
@@ -188,7 +195,8 @@ class Latte(nn.Module):
         learn_sigma: output ``2C`` channels (eps and the variance interpolation) instead of ``C``.
         num_classes: 0 = unconditional; ``> 0`` adds a label table with ``num_classes + 1`` rows (the last
             is the null class used for classifier-free guidance).
-        variant: Latte model variant 1-4 (paper Fig. 2).
+        variant: Latte model variant 1-4 (paper Fig. 2), or 0: DiT, every block spatial (an image model,
+            CMD's content-frame model; DiT itself with ``num_frames=1``).
         patch_embed: ``frame`` (per-frame 2D patches) or ``tube`` (3D tubes of ``tube_stride`` frames).
         tube_stride: temporal stride ``s`` of the tube embedding (used only with ``tube``).
         injection: ``adaln`` (S-AdaLN / adaLN-Zero) or ``tokens`` (timestep/class as input tokens).
