@@ -15,6 +15,8 @@ from vidgen.config.schema import validate_config
 from vidgen.models.latte import Latte
 
 MODELS = sorted(p.stem for p in (Path(CONFIG_DIR) / "model").glob("*.yaml"))
+#: CMD's stage-2 configs: a content model and a motion model, sized on their own (model.content / model.motion)
+CMD_STAGE2_MODELS = ("cmd", "cmd_sd")
 DATASETS = sorted(p.stem for p in (Path(CONFIG_DIR) / "data").glob("*.yaml"))
 
 
@@ -45,13 +47,19 @@ def test_groups_exist() -> None:
 @pytest.mark.parametrize("model", MODELS)
 @pytest.mark.parametrize("data", DATASETS)
 def test_every_model_data_pair_composes_and_validates(model: str, data: str, tmp_path: Path) -> None:
-    cfg = compose_config([f"model={model}", f"data={data}"], run_dir=tmp_path)
+    stage2 = model in CMD_STAGE2_MODELS
+    extra = []
+    if stage2:  # CMD's stage 2 needs a stage-1 checkpoint that exists (its contents are read at build time)
+        (tmp_path / "ae.ckpt").touch()
+        extra = [f"cmd.autoencoder_ckpt={tmp_path / 'ae.ckpt'}"]
+    cfg = compose_config([f"model={model}", f"data={data}", *extra], run_dir=tmp_path)
     OmegaConf.resolve(cfg)
     validate_config(cfg)
-    # every recipe gives a model whose input matches the data's latent shape
-    assert cfg.model.num_frames == cfg.data.num_frames
-    assert cfg.model.input_size * cfg.autoencoder.downsample == cfg.data.resolution
-    assert cfg.model.in_channels == cfg.autoencoder.latent_channels
+    # every recipe gives a model whose input matches the data's latent shape (CMD's content model: one frame)
+    node = cfg.model.content if stage2 else cfg.model
+    assert node.num_frames == (1 if stage2 else cfg.data.num_frames)
+    assert node.input_size * cfg.autoencoder.downsample == cfg.data.resolution
+    assert node.in_channels == cfg.autoencoder.latent_channels
 
 
 def test_default_is_tiny_latte_on_synthetic(tmp_path: Path) -> None:
@@ -82,7 +90,7 @@ def _family_size(
     U-Net (the latter two default to their model file's size, ucf101 and modelscope)."""
     if model.startswith("latte_"):
         return latte
-    return {"vdm_unet3d": vdm, "diffusers_unet3d": diffusers}.get(model, unet)
+    return {"vdm_unet3d": vdm, "diffusers_unet3d": diffusers, "cmd_ae": "paper"}.get(model, unet)
 
 
 @pytest.mark.parametrize("model", MODELS)
@@ -92,7 +100,11 @@ def test_a_recipe_sizes_each_model_family_on_its_own(model: str, data: str, tmp_
     text-to-video size); one family's size never reaches another; the CPU recipe gives every model its tiny
     size."""
     cfg = compose_config([f"model={model}", f"data={data}"], run_dir=tmp_path)
-    if data == "synthetic":
+    if model in CMD_STAGE2_MODELS:  # the content DiT is L (cmd_sd: the U-Net's size), the motion DiT B
+        sizes = (cfg.model.content.size, cfg.model.motion.size)
+        content = "tiny" if data == "synthetic" else ("L" if model == "cmd" else "sd")
+        assert sizes == (content, "tiny" if data == "synthetic" else "B")
+    elif data == "synthetic":
         assert cfg.model.size == "tiny"
     else:
         vdm = "t2v_large" if data == "webvid" else "ucf101"

@@ -78,7 +78,15 @@ def load_for_sampling(cfg: DictConfig) -> tuple[VideoDiffusionModule, DictConfig
     """
     overrides = checkpoint_overrides(cfg)
     try:
-        return load_module_from_checkpoint(cfg.ckpt_path, overrides)
+        module, stored = load_module_from_checkpoint(cfg.ckpt_path, overrides)
+        if getattr(module, "is_reconstruction_model", False):
+            raise ConfigError(
+                "ckpt_path",
+                f"'{cfg.ckpt_path}' is a CMD autoencoder (stage 1): it reconstructs videos, it does not "
+                "generate them. Train stage 2 on it (model=cmd cmd.autoencoder_ckpt=<this file>) and sample "
+                "from that checkpoint",
+            )
+        return module, stored
     except RuntimeError as error:  # load_state_dict(strict=True): missing / unexpected keys, other shapes
         if not overrides:
             raise

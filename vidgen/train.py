@@ -100,7 +100,7 @@ def _finish_run(
         if module is None:
             return summary
     if trainer.is_global_zero and not trainer.fast_dev_run:
-        samples = write_final_samples(module, cfg, run_dir)
+        samples = write_final_samples(module, cfg, run_dir, datamodule)
         summary["samples"] = str(samples) if samples else None
         if cfg.evaluation.at_end:
             summary["evaluation"] = evaluate_at_end(

@@ -13,7 +13,25 @@ def _divide_exact(numerator: int, denominator: int) -> int:
     return numerator // denominator
 
 
+def _choose(condition: bool | str, if_true: str, if_false: str) -> str:
+    """``${vidgen.if:cond,a,b}``: ``a`` when ``cond`` is true (a bool, or the strings true / false), else ``b``."""
+    if isinstance(condition, str):
+        if condition.lower() not in ("true", "false"):
+            raise ValueError(f"vidgen.if needs true or false, got {condition!r}")
+        condition = condition.lower() == "true"
+    return if_true if condition else if_false
+
+
+def _equals(a: object, b: object) -> bool:
+    """``${vidgen.eq:a,b}``: whether the two values are equal as strings."""
+    return str(a) == str(b)
+
+
 def register_resolvers() -> None:
     """Register vidgen's resolvers once (safe to call repeatedly)."""
     if not OmegaConf.has_resolver("vidgen.div"):
         OmegaConf.register_new_resolver("vidgen.div", _divide_exact)
+    if not OmegaConf.has_resolver("vidgen.if"):
+        OmegaConf.register_new_resolver("vidgen.if", _choose)
+    if not OmegaConf.has_resolver("vidgen.eq"):
+        OmegaConf.register_new_resolver("vidgen.eq", _equals)

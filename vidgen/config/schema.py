@@ -433,8 +433,46 @@ def check_sampler_for_diffusion(sampler: Any, diffusion: Any) -> None:
         )
 
 
+#: ``cmd.loss`` values (stage 1 of CMD)
+CMD_AUTOENCODER_LOSSES = ("l2", "l1")
+
+
+def check_cmd(cfg: DictConfig) -> None:
+    """The ``cmd`` node: its loss; with ``model=cmd`` (stage 2) a stage-1 checkpoint that exists (the
+    ``untrained`` placeholder only outside training) and no appended joint-training images."""
+    node = cfg.get("cmd")
+    if node is None:
+        return
+    loss = str(node.get("loss", "l2"))
+    if loss not in CMD_AUTOENCODER_LOSSES:
+        raise ConfigError("cmd.loss", f"'{loss}' is not one of {', '.join(CMD_AUTOENCODER_LOSSES)}")
+    target = str(OmegaConf.select(cfg, "model._target_", default="") or "").rsplit(".", 1)[-1]
+    if target not in ("CMDDenoisers", "CMDAutoencoder"):
+        return
+    if int(OmegaConf.select(cfg, "data.joint_image_frames", default=0) or 0) > 0:
+        raise ConfigError("data.joint_image_frames", "CMD trains on whole clips only: set it to 0")
+    if target != "CMDDenoisers":
+        return
+    path = node.get("autoencoder_ckpt")
+    how = "train one with model=cmd_ae, then pass cmd.autoencoder_ckpt=<run dir>/checkpoints/last.ckpt"
+    if path is None:
+        raise ConfigError(
+            "cmd.autoencoder_ckpt", f"model=cmd learns the latents of a stage-1 autoencoder: {how}"
+        )
+    if str(path) == "untrained":
+        if str(cfg.get("task_name", "")) == "train":
+            raise ConfigError(
+                "cmd.autoencoder_ckpt",
+                f"'untrained' is for benchmarks and shape checks; training needs a trained autoencoder: {how}",
+            )
+        return
+    if not Path(str(path)).exists():
+        raise ConfigError("cmd.autoencoder_ckpt", f"'{path}' does not exist; {how}")
+
+
 def _check_cross_keys(cfg: DictConfig) -> None:
     """Relations between nodes that no single schema sees."""
+    check_cmd(cfg)
     if "sampler" in cfg and "diffusion" in cfg:
         check_sampler_for_diffusion(cfg.sampler, cfg.diffusion)
     guidance = float(cfg.get("guidance_scale", 1.0))

@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-import warnings
 from pathlib import Path
 from typing import Any
 
-import torch
 from omegaconf import DictConfig, OmegaConf
 
-from vidgen.config.errors import ConfigError
 from vidgen.config.instantiate import instantiate_node as instantiate
-from vidgen.lit.module import VideoDiffusionModule, restore_frozen_weights
+from vidgen.lit.checkpoints import read_checkpoint
+from vidgen.lit.module import VideoDiffusionModule
 
 
 def video_shape_from_config(cfg: DictConfig) -> tuple[int, int, int, int]:
@@ -23,7 +21,18 @@ def video_shape_from_config(cfg: DictConfig) -> tuple[int, int, int, int]:
 def build_module(
     cfg: DictConfig, samples_dir: str | Path | None = None, config: dict[str, Any] | None = None
 ) -> VideoDiffusionModule:
-    """Instantiate autoencoder, conditioner, denoiser and diffusion from ``cfg`` and wrap them."""
+    """Instantiate autoencoder, conditioner, denoiser and diffusion from ``cfg`` and wrap them.
+
+    CMD's two stages get their own modules (:mod:`vidgen.lit.cmd_build`): ``model=cmd_ae`` the autoencoder's
+    (:class:`~vidgen.lit.cmd_autoencoder_module.CMDAutoencoderModule`, not a diffusion module), ``model=cmd``
+    the diffusion module of the two CMD denoisers on the frozen autoencoder.
+    """
+    model = str(cfg.model._target_).rsplit(".", 1)[-1]
+    if model in ("CMDAutoencoder", "CMDDenoisers"):
+        from vidgen.lit.cmd_build import build_cmd_autoencoder_module, build_cmd_module
+
+        build = build_cmd_autoencoder_module if model == "CMDAutoencoder" else build_cmd_module
+        return build(cfg, samples_dir=samples_dir, config=config)
     autoencoder = instantiate(cfg.autoencoder)
     conditioner = instantiate(cfg.conditioner)
     denoiser = instantiate(cfg.model)
@@ -46,53 +55,6 @@ def build_module(
     )
 
 
-# the file Lightning's model-parallel strategy writes next to the shards of a distributed checkpoint
-SHARDED_METADATA_FILE = "meta.pt"
-
-
-def read_checkpoint(path: str | Path) -> dict[str, Any]:
-    """Load a vidgen checkpoint safely (``weights_only=True``), failing clearly on a missing/foreign file.
-
-    ``path`` is a ``.ckpt`` file, or the folder of a sharded checkpoint written under FSDP (one
-    ``__<rank>_0.distcp`` shard per rank and ``meta.pt``): its model weights are consolidated in this
-    process, without a process group (the optimizer state is not read).
-    """
-    path = Path(path)
-    if path.is_dir():
-        checkpoint = _read_sharded_checkpoint(path)
-    elif path.is_file():
-        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-    else:
-        raise ConfigError("ckpt_path", f"checkpoint '{path}' does not exist")
-    if "vidgen_config" not in checkpoint or checkpoint["vidgen_config"] is None:
-        raise ConfigError("ckpt_path", f"'{path}' is not a vidgen training checkpoint (no stored config)")
-    return checkpoint
-
-
-def _read_sharded_checkpoint(folder: Path) -> dict[str, Any]:
-    """Metadata + full model ``state_dict`` of a distributed (DCP) checkpoint folder, in one process."""
-    import torch.distributed.checkpoint as dcp
-    from torch.distributed.checkpoint.metadata import TensorStorageMetadata
-
-    meta_file = folder / SHARDED_METADATA_FILE
-    if not meta_file.is_file():
-        raise ConfigError(
-            "ckpt_path", f"'{folder}' is a folder but not a sharded checkpoint (no {SHARDED_METADATA_FILE})"
-        )
-    checkpoint = torch.load(meta_file, map_location="cpu", weights_only=True)
-    reader = dcp.FileSystemReader(str(folder))
-    prefix = "state_dict."
-    state: dict[str, torch.Tensor] = {}
-    for key, item in reader.read_metadata().state_dict_metadata.items():
-        if key.startswith(prefix) and isinstance(item, TensorStorageMetadata):
-            state[key[len(prefix) :]] = torch.empty(item.size, dtype=item.properties.dtype)
-    with warnings.catch_warnings():  # "assuming the intent is to load in a single process": it is
-        warnings.filterwarnings("ignore", message=".*single process.*")
-        dcp.load({"state_dict": state}, storage_reader=reader, no_dist=True)
-    checkpoint["state_dict"] = state
-    return checkpoint
-
-
 def load_module_from_checkpoint(
     path: str | Path, overrides: list[str] | None = None
 ) -> tuple[VideoDiffusionModule, DictConfig]:
@@ -108,7 +70,7 @@ def load_module_from_checkpoint(
         cfg = OmegaConf.merge(cfg, OmegaConf.from_dotlist(overrides))
     module = build_module(cfg, config=OmegaConf.to_container(cfg, resolve=True))
     state = dict(checkpoint["state_dict"])
-    restore_frozen_weights(module, state)
+    module.on_load_checkpoint({**checkpoint, "state_dict": state})  # frozen weights back; the module's checks
     module.load_state_dict(state, strict=True)
     return module.eval(), cfg
 

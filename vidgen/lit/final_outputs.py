@@ -19,14 +19,21 @@ from vidgen.metrics.evaluation import build_metrics, evaluate_model, format_metr
 __all__ = ["evaluate_at_end", "write_final_samples"]
 
 
-def write_final_samples(module: Any, cfg: DictConfig, run_dir: Path) -> Path | None:
+def write_final_samples(module: Any, cfg: DictConfig, run_dir: Path, datamodule: Any = None) -> Path | None:
     """Generate ``samples.final_num_videos`` videos with the EMA weights into ``<run_dir>/samples/final``
-    (.mp4 files + a grid; .png images when the model makes one-frame samples). Returns the folder, or None
+    (.mp4 files + a grid; .png images when the model makes one-frame samples). An autoencoder module (CMD's
+    stage 1) writes evaluation clips beside their reconstructions instead. Returns the folder, or None
     when no final samples are configured."""
     count = int(cfg.samples.final_num_videos)
     if count <= 0:
         return None
     folder = run_dir / "samples" / "final"
+    if getattr(module, "is_reconstruction_model", False):
+        clips = datamodule.evaluation_dataset(count)
+        videos = torch.stack([clips[i]["video"] for i in range(count)])
+        print(f"Reconstructing {count} evaluation clips ...")
+        module.write_reconstructions(folder, videos)
+        return folder
     print(f"Sampling {count} videos with {cfg.sampler.name} ({cfg.sampler.steps} steps) ...")
     videos = module.generate(count, generator=torch.Generator().manual_seed(int(cfg.seed)), progress=True)
     scale = auto_scale(videos.shape[-2], videos.shape[-1])

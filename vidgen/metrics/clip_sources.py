@@ -23,6 +23,7 @@ __all__ = [
     "evaluation_captions",
     "fake_from_checkpoint",
     "fake_from_folder",
+    "fake_from_reconstructions",
     "folder_dataset",
     "read_sample",
     "real_from_dataset",
@@ -124,6 +125,19 @@ def real_from_dataset(dataset: Any, batch_size: int) -> Iterator[Batch]:
     loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=0)
     for batch in tqdm(loader, desc="real clips", unit="batch"):
         out: Batch = {"video": frames_to_uint8_batch(batch["video"])}
+        if "label" in batch:
+            out["label"] = batch["label"]
+        if "caption" in batch:
+            out["caption"] = list(batch["caption"])
+        yield out
+
+
+def fake_from_reconstructions(module: Any, dataset: Any, batch_size: int) -> Iterator[Batch]:
+    """The reconstructions of a dataset's clips by an autoencoder module (``module.reconstruct(video)``):
+    the "generated" side of a reconstruction FVD, with the clips' labels / captions carried over."""
+    loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=0)
+    for batch in tqdm(loader, desc="reconstructing", unit="batch"):
+        out: Batch = {"video": frames_to_uint8_batch(module.reconstruct(batch["video"]).cpu())}
         if "label" in batch:
             out["label"] = batch["label"]
         if "caption" in batch:

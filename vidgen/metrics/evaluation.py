@@ -17,7 +17,12 @@ from omegaconf import DictConfig
 from vidgen.config.errors import ConfigError
 from vidgen.config.instantiate import instantiate_node
 from vidgen.metrics.base import VideoMetric
-from vidgen.metrics.clip_sources import evaluation_captions, fake_from_checkpoint, real_from_dataset
+from vidgen.metrics.clip_sources import (
+    evaluation_captions,
+    fake_from_checkpoint,
+    fake_from_reconstructions,
+    real_from_dataset,
+)
 from vidgen.metrics.evaluator import check_required_files, evaluate
 from vidgen.metrics.stats_cache import StatsCache
 
@@ -85,13 +90,19 @@ def evaluate_model(
 ) -> dict[str, Any]:
     """Evaluate a trained module against its datamodule's evaluation clips (used at the end of training).
 
+    A generative module is scored on clips it generates; an autoencoder (``module.is_reconstruction_model``,
+    CMD's stage 1) on its reconstructions of the evaluation clips (e.g. the reconstruction FVD).
+
     Returns the evaluator's result ``{"metrics": {name: value}, "clips": ..., "cache": ...}``.
     """
     check_required_files(metrics)
     need_real, need_fake = protocol_counts(metrics)
     real = real_from_dataset(datamodule.evaluation_dataset(need_real), batch_size) if need_real else None
-    captions = evaluation_captions(module, datamodule, need_fake)
-    fake = fake_from_checkpoint(module, need_fake, batch_size, seed, None, None, captions)
+    if getattr(module, "is_reconstruction_model", False):
+        fake = fake_from_reconstructions(module, datamodule.evaluation_dataset(need_fake), batch_size)
+    else:
+        captions = evaluation_captions(module, datamodule, need_fake)
+        fake = fake_from_checkpoint(module, need_fake, batch_size, seed, None, None, captions)
     return evaluate(
         metrics,
         fake,
