@@ -9,6 +9,10 @@ listed ``conf/model/<name>.yaml`` is composed with the command's other overrides
 shape, autoencoder, conditioner, recipe, sampler and U-Net ``model.size``), measured as above, and one table
 with a column per model and a ratio column (first / second) is printed; ``bench.json`` holds every result.
 Text-conditional models get captions in the timed training batch and at sampling.
+
+``bench.flops=true`` adds the sampling FLOPs (and MACs) per video, total and per stage, counted on the meta
+device (:mod:`vidgen.benchmark.sampling_flops`); ``bench.time=false`` skips the timed rows, so paper-size
+FLOP comparisons run on a CPU without weights (conf/bench.yaml shows the command).
 """
 
 from __future__ import annotations

@@ -16,7 +16,8 @@ from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.errors import MissingConfigException
 from omegaconf import DictConfig
 
-from vidgen.benchmark.measure import guidance_note, run_bench
+from vidgen.benchmark.measure import flops_setting, guidance_note, run_bench, tflops
+from vidgen.benchmark.sampling_flops import STAGE_LABELS
 from vidgen.config.errors import ConfigError
 from vidgen.runtime import CONFIG_DIR
 
@@ -86,13 +87,34 @@ def run_comparison(names: list[str], configs: list[DictConfig]) -> dict[str, Any
     per_model = first["peak_memory_kind"] == "CUDA allocator peak"
     keys = [key for key, _ in COMPARED if per_model or key not in _MEMORY_KEYS]
     ratios = {
-        f"{first['config']} / {other['config']}": {key: first[key] / other[key] for key in keys}
+        f"{first['config']} / {other['config']}": {
+            **{key: first[key] / other[key] for key in keys if first[key] is not None and other[key]},
+            **_flops_ratios(first, other),
+        }
         for other in results[1:]
     }
     return {"compare": list(names), "results": results, "ratios": ratios}
 
 
-def _cell(key: str, value: float) -> str:
+def _flops_values(result: dict[str, Any]) -> dict[str, int]:
+    """``{"sampling_flops": total, "sampling_flops/<stage>": stage FLOPs}`` of a result counted with
+    ``bench.flops`` ({} otherwise)."""
+    flops = result.get("sampling_flops")
+    if not flops:
+        return {}
+    stages = {f"sampling_flops/{name}": stage["flops"] for name, stage in flops["stages"].items()}
+    return {"sampling_flops": flops["total_flops"], **stages}
+
+
+def _flops_ratios(first: dict[str, Any], other: dict[str, Any]) -> dict[str, float]:
+    """first / other of every FLOP count both have (a stage with 0 FLOPs in ``other`` has no ratio)."""
+    mine, theirs = _flops_values(first), _flops_values(other)
+    return {key: mine[key] / theirs[key] for key in mine if theirs.get(key)}
+
+
+def _cell(key: str, value: float | None) -> str:
+    if value is None:
+        return "not measured"
     if key == "params_trainable":
         return f"{int(value):,} ({value / 1e6:.2f}M)"
     return f"{value:.0f}" if key in _MEMORY_KEYS else f"{value:.3f}"
@@ -107,18 +129,67 @@ def format_comparison(report: dict[str, Any]) -> str:
     for key, label in COMPARED:
         ratios = [f"{ratio[key]:.3f}" if key in ratio else "n/a" for ratio in report["ratios"].values()]
         rows.append([label, *(_cell(key, r[key]) for r in results), *ratios])
+    counted = any(r.get("sampling_flops") for r in results)
+    if counted:
+        rows += _flops_rows(report)
     widths = [max(len(row[i]) for row in [header, *rows]) for i in range(len(header))]
 
     def line(cells: list[str]) -> str:
         return "| " + " | ".join(cell.ljust(width) for cell, width in zip(cells, widths)) + " |"
 
     first = results[0]
+    where = (
+        f"{first['device']} ({first['threads']} threads), {first['precision']}; batch {first['batch_size']}; "
+    )
+    if first["train_clips_per_s"] is None:
+        where = ""
     notes = [
         f"video / latent shape {tuple(first['video_shape'])} / {tuple(first['latent_shape'])}; "
-        f"{first['device']} ({first['threads']} threads), {first['precision']}; batch {first['batch_size']}; "
-        f"{first['sampler']}, {guidance_note(first)}",
+        f"{where}{first['sampler']}, {guidance_note(first)}",
     ]
     notes.append("ratio = first / other: throughput above 1 or time below 1 means the first is faster")
-    if first["peak_memory_kind"] != "CUDA allocator peak":
+    if first["train_clips_per_s"] is None:
+        notes.append("bench.time=false: training, sampling time and memory not measured")
+    elif first["peak_memory_kind"] != "CUDA allocator peak":
         notes.append("peak memory is the process peak RSS, shared by all models in this run: no ratio")
+    if counted:
+        notes += _flops_notes(results)
     return "\n".join([line(header), line(["-" * w for w in widths]), *map(line, rows), *notes])
+
+
+def _flops_rows(report: dict[str, Any]) -> list[list[str]]:
+    """Rows "sampling TFLOPs / video", "sampling TMACs / video" and one per stage any model has (in
+    :data:`STAGE_LABELS` order): a cell per model ('-': not counted / no such stage), then the ratios."""
+    values = [_flops_values(r) for r in report["results"]]
+    stages = [name for name in STAGE_LABELS if any(f"sampling_flops/{name}" in v for v in values)]
+    spec = [
+        ("sampling_flops", "sampling TFLOPs / video", 1.0),
+        ("sampling_flops", "sampling TMACs / video", 0.5),  # MACs = FLOPs / 2: the same ratio
+        *((f"sampling_flops/{name}", f"  {STAGE_LABELS[name]} (TFLOPs)", 1.0) for name in stages),
+    ]
+    rows = []
+    for key, label, scale in spec:
+        cells = [tflops(v[key] * scale) if key in v else "-" for v in values]
+        ratios = [f"{ratio[key]:.3f}" if key in ratio else "n/a" for ratio in report["ratios"].values()]
+        rows.append([label, *cells, *ratios])
+    return rows
+
+
+def _flops_notes(results: list[dict[str, Any]]) -> list[str]:
+    """The FLOP rows' convention, the sampler each model was counted with, and every substitution note (with
+    the models it applies to)."""
+    counted = [r for r in results if r.get("sampling_flops")]
+    notes = [
+        "sampling FLOPs per video: " + counted[0]["sampling_flops"]["convention"] + "; FLOPs below 1 in a "
+        "ratio means the first costs less; '-' = no such stage"
+    ]
+    settings: dict[str, list[str]] = {}
+    for r in counted:
+        settings.setdefault(flops_setting(r["sampling_flops"]), []).append(r["config"])
+    notes += [f"counted with {setting} ({', '.join(names)})" for setting, names in settings.items()]
+    by_note: dict[str, list[str]] = {}
+    for r in counted:
+        for note in r["sampling_flops"]["notes"]:
+            by_note.setdefault(note, []).append(r["config"])
+    notes += [f"{note} ({', '.join(names)})" for note, names in by_note.items()]
+    return notes

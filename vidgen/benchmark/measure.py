@@ -4,6 +4,10 @@ sampling time per video and peak memory (``python -m vidgen.bench``).
 Throughput is clips/s over forward + backward + AdamW step on random clips of the config's shape, after
 warm-up; sampling time uses the configured sampler and guidance; peak memory is the CUDA allocator peak on
 a GPU and the process peak RSS on a CPU. Speed and memory targets live here, never in tests.
+
+``bench.flops=true`` adds the sampling FLOPs per video, by stage (:mod:`vidgen.benchmark.sampling_flops`,
+counted on the meta device); ``bench.time=false`` skips the timed training and sampling (and peak memory),
+so paper-size FLOP comparisons run on any CPU (the parameter count then comes from the meta-device build).
 """
 
 from __future__ import annotations
@@ -23,7 +27,17 @@ from vidgen.lit.module import VideoDiffusionModule
 from vidgen.lit.seeding import step_generator
 from vidgen.runtime import pick_device
 
-__all__ = ["format_table", "guidance_note", "measure_sampling", "measure_training", "run_bench"]
+__all__ = [
+    "NOT_MEASURED",
+    "TIMED_KEYS",
+    "flops_setting",
+    "format_table",
+    "guidance_note",
+    "measure_sampling",
+    "measure_training",
+    "run_bench",
+    "tflops",
+]
 
 
 def _peak_memory_mib(device: torch.device) -> float:
@@ -108,11 +122,20 @@ def measure_sampling(module: VideoDiffusionModule, num_videos: int, device: torc
     return (time.perf_counter() - start) / num_videos
 
 
+#: the timed measurements, None when ``bench.time=false``
+TIMED_KEYS = ("train_clips_per_s", "sample_s_per_video", "peak_memory_train_mib", "peak_memory_sample_mib")
+
+
 def run_bench(cfg: DictConfig) -> dict[str, Any]:
     """Measure ``cfg`` (a composed ``bench`` config: the train config plus the ``bench`` node) on
-    ``bench.device``; returns the measurements and the settings they were taken with."""
+    ``bench.device``; returns the measurements and the settings they were taken with.
+
+    ``bench.flops=true`` adds ``"sampling_flops"`` (:meth:`~vidgen.benchmark.sampling_flops.SamplingFlops.
+    as_dict`); ``bench.time=false`` builds no real module and leaves the keys of :data:`TIMED_KEYS` None."""
     validate_config(cfg)
     settings = cfg.bench
+    if not bool(settings.get("time", True)):
+        return _untimed_bench(cfg)
     device = pick_device(str(settings.device))
     precision = str(settings.precision or cfg.trainer.precision)
     batch_size = int(settings.batch_size or cfg.data.batch_size)
@@ -128,7 +151,7 @@ def run_bench(cfg: DictConfig) -> dict[str, Any]:
     seconds_per_video = measure_sampling(module, int(settings.sample_videos), device)
     sample_peak = _peak_memory_mib(device)
     c, f, h, w = video_shape_from_config(cfg)
-    return {
+    result = {
         "model": str(cfg.model._target_).rsplit(".", 1)[-1],
         "model_size": str(cfg.model.get("size", "")),
         "params_trainable": module.num_denoiser_params(),
@@ -148,28 +171,106 @@ def run_bench(cfg: DictConfig) -> dict[str, Any]:
         "peak_memory_sample_mib": sample_peak,
         "peak_memory_kind": "CUDA allocator peak" if device.type == "cuda" else "process peak RSS",
     }
+    if bool(settings.get("flops", False)):
+        from vidgen.benchmark.sampling_flops import build_counting_module, sampling_flops
+
+        del module  # the meta-device build for counting holds no memory; the timed module is done
+        result["sampling_flops"] = sampling_flops(build_counting_module(cfg)).as_dict()
+    return result
+
+
+def _untimed_bench(cfg: DictConfig) -> dict[str, Any]:
+    """:func:`run_bench` under ``bench.time=false``: the parameter count and shapes of the meta-device build
+    (and its sampling FLOPs with ``bench.flops``), the timed keys None."""
+    from vidgen.benchmark.sampling_flops import build_counting_module, sampling_flops
+
+    module = build_counting_module(cfg)
+    c, f, h, w = video_shape_from_config(cfg)
+    result = {
+        "model": str(cfg.model._target_).rsplit(".", 1)[-1],
+        "model_size": str(cfg.model.get("size", "")),
+        "params_trainable": module.num_denoiser_params(),
+        "video_shape": [c, f, h, w],
+        "latent_shape": list(module.latent_shape),
+        "device": "none (bench.time=false)",
+        "threads": torch.get_num_threads(),
+        "precision": "n/a",
+        "batch_size": 1,
+        "sampler": f"{cfg.sampler.name} {cfg.sampler.steps} steps",
+        "guidance_scale": module.guidance_scale,
+        **dict.fromkeys(TIMED_KEYS),
+        "peak_memory_kind": "not measured",
+    }
+    if bool(cfg.bench.get("flops", False)):
+        result["sampling_flops"] = sampling_flops(module).as_dict()
+    return result
 
 
 def format_table(result: dict[str, Any]) -> str:
     """A Markdown table of one :func:`run_bench` result."""
+
+    def timed(key: str, text: str) -> str:
+        return NOT_MEASURED if result[key] is None else text.format(result[key])
+
     rows = [
         ("model", f"{result['model']} {result['model_size']}"),
         ("trainable params", f"{result['params_trainable']:,} ({result['params_trainable'] / 1e6:.2f}M)"),
         ("video / latent shape", f"{tuple(result['video_shape'])} / {tuple(result['latent_shape'])}"),
-        ("device", f"{result['device']} ({result['threads']} threads), {result['precision']}"),
-        ("training throughput", f"{result['train_clips_per_s']:.2f} clips/s (batch {result['batch_size']})"),
+        (
+            "device",
+            timed(
+                "train_clips_per_s",
+                f"{result['device']} ({result['threads']} threads), {result['precision']}",
+            ),
+        ),
+        (
+            "training throughput",
+            timed("train_clips_per_s", f"{{:.2f}} clips/s (batch {result['batch_size']})"),
+        ),
         (
             "sampling time",
-            f"{result['sample_s_per_video']:.2f} s/video ({result['sampler']}, {guidance_note(result)})",
+            timed("sample_s_per_video", f"{{:.2f}} s/video ({result['sampler']}, {guidance_note(result)})"),
         ),
         (
             "peak memory, training",
-            f"{result['peak_memory_train_mib']:.0f} MiB ({result['peak_memory_kind']})",
+            timed("peak_memory_train_mib", f"{{:.0f}} MiB ({result['peak_memory_kind']})"),
         ),
-        ("peak memory, sampling", f"{result['peak_memory_sample_mib']:.0f} MiB"),
+        ("peak memory, sampling", timed("peak_memory_sample_mib", "{:.0f} MiB")),
     ]
+    flops = result.get("sampling_flops")
+    if flops:
+        rows += [
+            (
+                "sampling TFLOPs / video",
+                f"{tflops(flops['total_flops'])} ({tflops(flops['total_macs'])} TMACs; {flops_setting(flops)})",
+            ),
+            *(
+                (f"  {stage['label']}", f"{tflops(stage['flops'])} TFLOPs ({stage['calls']} x 1 forward)")
+                for stage in flops["stages"].values()
+            ),
+            ("FLOP convention", flops["convention"]),
+            *(("note", note) for note in flops["notes"]),
+        ]
     width = max(len(name) for name, _ in rows)
     return "\n".join(f"| {name.ljust(width)} | {value} |" for name, value in rows)
+
+
+#: what a timed cell says under ``bench.time=false``
+NOT_MEASURED = "not measured (bench.time=false)"
+
+
+def tflops(value: float) -> str:
+    """FLOPs (or MACs) as a count of tera, 4 significant digits."""
+    return f"{value / 1e12:.4g}"
+
+
+def flops_setting(flops: dict[str, Any]) -> str:
+    """The sampler, model calls and guidance passes a ``sampling_flops`` entry was counted with."""
+    if flops["guidance_passes"] == 2:
+        passes = f"2 passes (guidance {flops['guidance_scale']:g})"
+    else:
+        passes = "1 pass (no guidance)"
+    return f"{flops['sampler']}: {flops['model_calls']} model calls x {passes}"
 
 
 def guidance_note(result: dict[str, Any]) -> str:
