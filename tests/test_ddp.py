@@ -198,6 +198,8 @@ def test_multirun_2x2_makes_exactly_four_runs(tmp_path: Path) -> None:
     assert depths == {1, 2}
 
 
+# make test-slow (CI time): the ddp_spawn twin of the script-relaunching multirun test above, which CI keeps
+@pytest.mark.slow
 def test_multirun_with_ddp_spawn_is_not_rerun_by_the_workers(tmp_path: Path) -> None:
     checkpoints, output = _sweep(tmp_path, "trainer=ddp_spawn", "data.batch_size=2", "optim.lr=1e-3,2e-3")
     sweep_dir = tmp_path / "sweep"
