@@ -278,3 +278,13 @@ def test_sd_unet_content_model_variant_samples_through_the_same_pipeline(tmp_pat
     assert isinstance(module.denoiser.content, LatentUNet) and module.denoiser.content.temporal == "none"
     videos = module.generate(1, sampler={"name": "ddim", "steps": 1})
     assert videos.shape == (1, 3, 4, 16, 16)
+
+
+def test_fsdp_shards_both_cmd_denoisers_block_by_block(tmp_path: Path) -> None:
+    """Under FSDP every block of the content and of the motion model is its own unit (not one big root)."""
+    from vidgen.lit.parallel import sharding_units
+
+    overrides = ["model=cmd", "cmd.autoencoder_ckpt=untrained", "task_name=bench", *TINY_DATA]
+    denoisers = build_module(compose_config(overrides, run_dir=tmp_path)).denoiser
+    units = sharding_units(denoisers)
+    assert units == [*denoisers.content.blocks, *denoisers.motion.blocks] and len(units) > 2

@@ -38,12 +38,16 @@ def sharding_units(model: nn.Module) -> list[nn.Module]:
     """The sub-modules FSDP shards one by one (each all-gathers its weights just for its own forward).
 
     A model names them with a ``sharding_units()`` method; otherwise every element of its top-level
-    ``nn.ModuleList`` children (the transformer / U-Net blocks) is one unit.
+    ``nn.ModuleList`` children (the transformer / U-Net blocks) is one unit. A model without such lists that
+    holds several networks (CMD's content and motion denoisers) gets the units of each of its children.
     """
     custom = getattr(model, "sharding_units", None)
     if callable(custom):
         return list(custom())
-    return [unit for child in model.children() if isinstance(child, nn.ModuleList) for unit in child]
+    units = [unit for child in model.children() if isinstance(child, nn.ModuleList) for unit in child]
+    if units:
+        return units
+    return [unit for child in model.children() for unit in sharding_units(child)]
 
 
 def shard_denoiser(model: nn.Module, mesh: Any, forward_only: bool = False) -> None:
