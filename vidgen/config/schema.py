@@ -435,7 +435,7 @@ def check_sampler_for_diffusion(sampler: Any, diffusion: Any) -> None:
 
 
 #: ``cmd.loss`` values (stage 1 of CMD)
-CMD_AUTOENCODER_LOSSES = ("l2", "l1")
+CMD_AUTOENCODER_LOSSES = ("l2", "l1", "l1_lpips")
 
 
 def check_cmd(cfg: DictConfig) -> None:
@@ -452,6 +452,18 @@ def check_cmd(cfg: DictConfig) -> None:
         return
     if int(OmegaConf.select(cfg, "data.joint_image_frames", default=0) or 0) > 0:
         raise ConfigError("data.joint_image_frames", "CMD trains on whole clips only: set it to 0")
+    if target == "CMDAutoencoder" and loss == "l1_lpips":
+        if str(OmegaConf.select(cfg, "autoencoder.kind", default="")) != "identity":
+            raise ConfigError(
+                "cmd.loss", "l1_lpips is the release's pixel-space loss: use autoencoder=identity"
+            )
+        weights = node.get("lpips_vgg_weights")
+        if weights is None or not Path(str(weights)).is_file():
+            raise ConfigError(
+                "cmd.lpips_vgg_weights",
+                f"'{weights}' is not a file; cmd.loss=l1_lpips needs VGG16's ImageNet weights as a local file "
+                "(torchvision's vgg16-397923af.pth)",
+            )
     if target != "CMDDenoisers":
         return
     path = node.get("autoencoder_ckpt")

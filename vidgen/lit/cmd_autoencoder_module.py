@@ -2,9 +2,10 @@
 
 The autoencoder network (:class:`~vidgen.models.cmd.autoencoder.CMDAutoencoder`) works on what the frozen
 frame autoencoder gives: pixels (``autoencoder=identity``) or SD-VAE latents (``autoencoder=sd_vae``). Its
-loss is the paper's l2 reconstruction loss on those inputs (``cmd.loss=l2``), or the L1 term of the
-release's pixel loss (``cmd.loss=l1``; the release adds LPIPS on one frame per clip, which needs VGG
-weights and is not provided). Validation logs the loss and the PSNR of the reconstructions in pixel space
+loss is the paper's l2 reconstruction loss on those inputs (``cmd.loss=l2``), the L1 term of the release's
+pixel loss alone (``cmd.loss=l1``), or the release's whole pixel loss (``cmd.loss=l1_lpips``: 4 L1 over the
+clip + 4 LPIPS-VGG on one random frame per clip; its GAN terms are off until step 1e7 in the release and are
+not built), which needs VGG16's ImageNet weights as a local file (``cmd.lpips_vgg_weights``). Validation logs the loss and the PSNR of the reconstructions in pixel space
 (after the frame decoder), and writes input | reconstruction side by side. A finished run writes the
 reconstructions of evaluation clips and, with ``evaluation.at_end``, scores them with the run's metrics
 (the reconstruction FVD of the paper's ablation when the metric is FVD).
@@ -21,9 +22,12 @@ from torch import nn
 
 from vidgen.autoencoders.base import FrameAutoencoder
 from vidgen.lit.module import NonFiniteLossError, restore_frozen_weights
+from vidgen.lit.seeding import step_generator
 
 #: ``cmd.loss`` values
-AUTOENCODER_LOSSES = ("l2", "l1")
+AUTOENCODER_LOSSES = ("l2", "l1", "l1_lpips")
+#: the release's weights of its two pixel-loss terms (reconstruction/lossperceptual.py)
+RELEASE_L1_WEIGHT = RELEASE_LPIPS_WEIGHT = 4.0
 
 
 def psnr(reference: torch.Tensor, estimate: torch.Tensor) -> torch.Tensor:
@@ -40,7 +44,10 @@ class CMDAutoencoderModule(L.LightningModule):
             motion (B,D,F,w'+h'))``.
         frame_autoencoder: frozen frame-wise autoencoder (identity for pixel space).
         video_shape: ``(C, F, H, W)`` of the videos in pixel space.
-        loss: ``l2`` (paper) or ``l1``.
+        loss: ``l2`` (paper), ``l1`` or ``l1_lpips`` (the release's pixel loss; needs ``lpips``).
+        lpips: frozen LPIPS network ``lpips(a, b) -> (N, 1, 1, 1)`` for ``l1_lpips``
+            (:func:`vidgen.metrics.lpips.build_lpips_vgg`).
+        seed: base seed of the frame each clip's LPIPS term looks at.
         optim: AdamW settings (``lr``, ``weight_decay``, ``betas``, ``eps``).
         samples: ``num_videos`` reconstructed at each validation, ``fps``.
         samples_dir: where the validation reconstructions go; None: not written.
@@ -59,10 +66,16 @@ class CMDAutoencoderModule(L.LightningModule):
         samples: dict[str, Any] | None = None,
         samples_dir: str | Path | None = None,
         config: dict[str, Any] | None = None,
+        lpips: nn.Module | None = None,
+        seed: int = 0,
     ) -> None:
         super().__init__()
         if loss not in AUTOENCODER_LOSSES:
             raise ValueError(f"cmd.loss must be one of {AUTOENCODER_LOSSES}, got {loss!r}")
+        if (loss == "l1_lpips") != (lpips is not None):
+            raise ValueError("cmd.loss=l1_lpips needs an LPIPS network, and only it uses one")
+        self.lpips = lpips.requires_grad_(False).eval() if lpips is not None else None
+        self.seed = int(seed)
         self.network = network
         self.frame_autoencoder = frame_autoencoder.requires_grad_(False)
         self.video_shape = tuple(int(s) for s in video_shape)
@@ -86,11 +99,20 @@ class CMDAutoencoderModule(L.LightningModule):
         """What the network reconstructs: the frame autoencoder's latents (pixels for identity)."""
         return self.frame_autoencoder.encode(video).detach()
 
-    def _loss(self, inputs: torch.Tensor, recon: torch.Tensor) -> torch.Tensor:
-        """Per-sample reconstruction loss ``(B,)``."""
+    def _loss(self, inputs: torch.Tensor, recon: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        """Per-sample reconstruction loss ``(B,)``; ``generator`` picks the LPIPS frame of each clip."""
         error = recon.float() - inputs.float()
-        per_element = error.pow(2) if self.loss_name == "l2" else error.abs()
-        return per_element.flatten(1).mean(1)
+        if self.loss_name == "l2":
+            return error.pow(2).flatten(1).mean(1)
+        l1 = error.abs().flatten(1).mean(1)
+        if self.lpips is None:
+            return l1
+        batch, _, frames = inputs.shape[:3]
+        index = torch.randint(frames, (batch,), generator=generator).to(inputs.device)
+        rows = torch.arange(batch, device=inputs.device)
+        pick = lambda video: video.transpose(1, 2)[rows, index].float()  # noqa: E731  (B, C, H, W)
+        perceptual = self.lpips(pick(inputs), pick(recon)).reshape(batch)
+        return RELEASE_L1_WEIGHT * l1 + RELEASE_LPIPS_WEIGHT * perceptual
 
     @torch.no_grad()
     def reconstruct(self, video: torch.Tensor) -> torch.Tensor:
@@ -105,7 +127,8 @@ class CMDAutoencoderModule(L.LightningModule):
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
         inputs = self._inputs(batch["video"])
         recon, _, _ = self.network(inputs)
-        loss = self._loss(inputs, recon).mean()
+        generator = step_generator(self.seed, self.global_step, self.global_rank, 0)
+        loss = self._loss(inputs, recon, generator).mean()
         if not torch.isfinite(loss):
             raise NonFiniteLossError(
                 f"autoencoder loss is not finite at step {self.global_step}; lower optim.lr or check the data"
@@ -128,7 +151,9 @@ class CMDAutoencoderModule(L.LightningModule):
         inputs = self._inputs(video)
         recon, _, motion = self.network(inputs)
         batch_size = video.shape[0]
-        self.log("val/loss", self._loss(inputs, recon).mean(), batch_size=batch_size, sync_dist=True)
+        generator = step_generator(self.seed, batch_idx, 0, 1)  # the same frames at every validation
+        loss = self._loss(inputs, recon, generator).mean()
+        self.log("val/loss", loss, batch_size=batch_size, sync_dist=True)
         pixels = self.frame_autoencoder.decode(recon).clamp(-1, 1)
         self.log("val/psnr", psnr(video, pixels).mean(), batch_size=batch_size, sync_dist=True, prog_bar=True)
         # how much the motion latent moves over time: 0 would mean the decoder sees a static video
@@ -162,8 +187,9 @@ class CMDAutoencoderModule(L.LightningModule):
 
     # ------------------------------------------------------------------ checkpoints
     def _frozen_prefixes(self) -> list[str]:
-        """State-dict prefixes of frozen, user-provided weights (the SD VAE) that checkpoints do not hold."""
-        return ["frame_autoencoder."]
+        """State-dict prefixes of frozen, user-provided weights (the SD VAE, LPIPS) that checkpoints do not
+        hold."""
+        return ["frame_autoencoder.", "lpips."]
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         state = checkpoint["state_dict"]

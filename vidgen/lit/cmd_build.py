@@ -35,6 +35,11 @@ def build_cmd_autoencoder_module(
     cfg: DictConfig, samples_dir: str | Path | None = None, config: dict[str, Any] | None = None
 ) -> CMDAutoencoderModule:
     """Stage 1: the CMD autoencoder network (``model``) on the frozen frame autoencoder."""
+    lpips = None
+    if str(cfg.cmd.loss) == "l1_lpips":
+        from vidgen.metrics.lpips import build_lpips_vgg
+
+        lpips = build_lpips_vgg(cfg.cmd.lpips_vgg_weights)
     return CMDAutoencoderModule(
         network=instantiate(cfg.model),
         frame_autoencoder=instantiate(cfg.autoencoder),
@@ -44,6 +49,8 @@ def build_cmd_autoencoder_module(
         samples=OmegaConf.to_container(cfg.samples, resolve=True),
         samples_dir=samples_dir,
         config=config,
+        lpips=lpips,
+        seed=int(cfg.seed),
     )
 
 
