@@ -220,7 +220,10 @@ def test_slurm_launcher_asks_for_one_task_per_gpu_on_every_node(
         assert line in lines, f"{line!r} not in the sbatch script:\n{submission['script']}"
 
 
-@pytest.mark.multiprocess  # the sweep and its job are two fresh Python processes (~15 s on 2 cores)
+# make test-slow (CI time): the sweep and its job are two fresh Python processes (~15 s on 2 cores); the SLURM
+# launcher's config and sbatch script are checked in CI above without running a job
+@pytest.mark.multiprocess
+@pytest.mark.slow
 def test_submitit_local_multirun_trains_one_job(tmp_path: Path) -> None:
     sweep_dir, output = _multirun(
         tmp_path,
