@@ -288,3 +288,15 @@ def test_fsdp_shards_both_cmd_denoisers_block_by_block(tmp_path: Path) -> None:
     denoisers = build_module(compose_config(overrides, run_dir=tmp_path)).denoiser
     units = sharding_units(denoisers)
     assert units == [*denoisers.content.blocks, *denoisers.motion.blocks] and len(units) > 2
+
+
+def test_stage2_resumes_from_its_last_checkpoint(ae_run: Path, cmd_run: Path, tmp_path: Path) -> None:
+    """``ckpt_path=last.ckpt`` continues stage 2 (both denoisers, EMA, optimizer) on the same autoencoder."""
+    overrides = _stage2(
+        ae_run / "checkpoints" / "last.ckpt",
+        f"ckpt_path={cmd_run / 'checkpoints' / 'last.ckpt'}",
+        "trainer.max_steps=8",
+        "samples.final_num_videos=0",
+    )
+    summary = train(compose_config(overrides, run_dir=tmp_path / "resumed"))
+    assert summary["global_step"] == 8 and not summary["interrupted"]
