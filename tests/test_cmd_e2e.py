@@ -300,3 +300,9 @@ def test_stage2_resumes_from_its_last_checkpoint(ae_run: Path, cmd_run: Path, tm
     )
     summary = train(compose_config(overrides, run_dir=tmp_path / "resumed"))
     assert summary["global_step"] == 8 and not summary["interrupted"]
+
+
+def test_periodic_evaluation_of_the_autoencoder_fails_at_start_naming_the_key(tmp_path: Path) -> None:
+    cfg = compose_config(["model=cmd_ae", "evaluation.every_n_steps=10", *TINY_DATA], run_dir=tmp_path)
+    with pytest.raises(ConfigError, match=r"^evaluation\.every_n_steps: the CMD autoencoder"):
+        validate_config(cfg)

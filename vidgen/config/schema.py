@@ -452,6 +452,12 @@ def check_cmd(cfg: DictConfig) -> None:
         return
     if int(OmegaConf.select(cfg, "data.joint_image_frames", default=0) or 0) > 0:
         raise ConfigError("data.joint_image_frames", "CMD trains on whole clips only: set it to 0")
+    if target == "CMDAutoencoder" and OmegaConf.select(cfg, "evaluation.every_n_steps", default=None):
+        raise ConfigError(
+            "evaluation.every_n_steps",
+            "the CMD autoencoder (stage 1) generates nothing to evaluate during training: its reconstructions "
+            "are scored at the end (evaluation.at_end=true) and val/psnr is logged at every validation",
+        )
     if target == "CMDAutoencoder" and loss == "l1_lpips":
         if str(OmegaConf.select(cfg, "autoencoder.kind", default="")) != "identity":
             raise ConfigError(
