@@ -150,13 +150,8 @@ def run_bench(cfg: DictConfig) -> dict[str, Any]:
         torch.cuda.reset_peak_memory_stats(device)
     seconds_per_video = measure_sampling(module, int(settings.sample_videos), device)
     sample_peak = _peak_memory_mib(device)
-    c, f, h, w = video_shape_from_config(cfg)
     result = {
-        "model": str(cfg.model._target_).rsplit(".", 1)[-1],
-        "model_size": str(cfg.model.get("size", "")),
-        "params_trainable": module.num_denoiser_params(),
-        "video_shape": [c, f, h, w],
-        "latent_shape": list(module.latent_shape),
+        **_description(cfg, module),
         "device": torch.cuda.get_device_name(device)
         if device.type == "cuda"
         else platform.processor() or "cpu",
@@ -179,19 +174,27 @@ def run_bench(cfg: DictConfig) -> dict[str, Any]:
     return result
 
 
+def _description(cfg: DictConfig, module: Any) -> dict[str, Any]:
+    """The keys of a bench result that describe the measured model: its name, size, trainable parameters,
+    video and latent shapes."""
+    c, f, h, w = video_shape_from_config(cfg)
+    return {
+        "model": str(cfg.model._target_).rsplit(".", 1)[-1],
+        "model_size": str(cfg.model.get("size", "")),
+        "params_trainable": module.num_denoiser_params(),
+        "video_shape": [c, f, h, w],
+        "latent_shape": list(module.latent_shape),
+    }
+
+
 def _untimed_bench(cfg: DictConfig) -> dict[str, Any]:
     """:func:`run_bench` under ``bench.time=false``: the parameter count and shapes of the meta-device build
     (and its sampling FLOPs with ``bench.flops``), the timed keys None."""
     from vidgen.benchmark.sampling_flops import build_counting_module, sampling_flops
 
     module = build_counting_module(cfg)
-    c, f, h, w = video_shape_from_config(cfg)
     result = {
-        "model": str(cfg.model._target_).rsplit(".", 1)[-1],
-        "model_size": str(cfg.model.get("size", "")),
-        "params_trainable": module.num_denoiser_params(),
-        "video_shape": [c, f, h, w],
-        "latent_shape": list(module.latent_shape),
+        **_description(cfg, module),
         "device": "none (bench.time=false)",
         "threads": torch.get_num_threads(),
         "precision": "n/a",

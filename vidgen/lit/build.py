@@ -10,12 +10,15 @@ from omegaconf import DictConfig, OmegaConf
 from vidgen.config.instantiate import instantiate_node as instantiate
 from vidgen.lit.checkpoints import read_checkpoint
 from vidgen.lit.module import VideoDiffusionModule
+from vidgen.lit.module_config import diffusion_module_kwargs, video_shape_from_config
 
-
-def video_shape_from_config(cfg: DictConfig) -> tuple[int, int, int, int]:
-    """``(C, F, H, W)`` of the videos the config's data produces."""
-    data = cfg.data
-    return (int(data.channels), int(data.num_frames), int(data.resolution), int(data.resolution))
+__all__ = [
+    "build_module",
+    "load_module_from_checkpoint",
+    "read_checkpoint",
+    "unsharded_copy",
+    "video_shape_from_config",
+]
 
 
 def build_module(
@@ -33,26 +36,10 @@ def build_module(
 
         build = build_cmd_autoencoder_module if model == "CMDAutoencoder" else build_cmd_module
         return build(cfg, samples_dir=samples_dir, config=config)
-    autoencoder = instantiate(cfg.autoencoder)
-    conditioner = instantiate(cfg.conditioner)
-    denoiser = instantiate(cfg.model)
-    diffusion = instantiate(cfg.diffusion)
-    return VideoDiffusionModule(
-        denoiser=denoiser,
-        autoencoder=autoencoder,
-        conditioner=conditioner,
-        diffusion=diffusion,
-        video_shape=video_shape_from_config(cfg),
-        sampler=OmegaConf.to_container(cfg.sampler, resolve=True),
-        optim=OmegaConf.to_container(cfg.optim, resolve=True),
-        ema=OmegaConf.to_container(cfg.ema, resolve=True),
-        samples=OmegaConf.to_container(cfg.samples, resolve=True),
-        guidance_scale=float(cfg.guidance_scale),
-        seed=int(cfg.seed),
-        samples_dir=samples_dir,
-        config=config,
-        compile=OmegaConf.to_container(cfg.compile, resolve=True) if "compile" in cfg else None,
-    )
+    kwargs = diffusion_module_kwargs(
+        cfg, samples_dir, config
+    )  # no random draws: the denoiser's init is unchanged
+    return VideoDiffusionModule(denoiser=instantiate(cfg.model), **kwargs)
 
 
 def load_module_from_checkpoint(

@@ -16,6 +16,7 @@ from vidgen.config.instantiate import instantiate_node as instantiate
 from vidgen.lit.checkpoints import read_checkpoint
 from vidgen.lit.cmd_autoencoder_module import CMDAutoencoderModule
 from vidgen.lit.cmd_module import CMDDiffusionModule
+from vidgen.lit.module_config import diffusion_module_kwargs, video_shape_from_config
 from vidgen.models.cmd.denoisers import CMDDenoisers
 
 #: ``cmd.autoencoder_ckpt`` value that builds a randomly initialised autoencoder (benchmarks, shape tests;
@@ -24,11 +25,6 @@ UNTRAINED_AUTOENCODER = "untrained"
 #: the frame-autoencoder keys a stage-2 run must share with its stage-1 autoencoder
 _FRAME_AUTOENCODER_KEYS = ("kind", "latent_channels", "downsample", "scaling_factor")
 _DATA_KEYS = ("channels", "num_frames", "resolution")
-
-
-def video_shape(cfg: DictConfig) -> tuple[int, int, int, int]:
-    data = cfg.data
-    return (int(data.channels), int(data.num_frames), int(data.resolution), int(data.resolution))
 
 
 def build_cmd_autoencoder_module(
@@ -43,7 +39,7 @@ def build_cmd_autoencoder_module(
     return CMDAutoencoderModule(
         network=instantiate(cfg.model),
         frame_autoencoder=instantiate(cfg.autoencoder),
-        video_shape=video_shape(cfg),
+        video_shape=video_shape_from_config(cfg),
         loss=str(cfg.cmd.loss),
         optim=OmegaConf.to_container(cfg.optim, resolve=True),
         samples=OmegaConf.to_container(cfg.samples, resolve=True),
@@ -141,7 +137,7 @@ def build_cmd_module(
         network, fingerprint = untrained_cmd_autoencoder(cfg)
     else:
         network, fingerprint = load_cmd_autoencoder(path, cfg)
-    channels, frames, height, width = video_shape(cfg)
+    _, frames, _, _ = video_shape_from_config(cfg)
     content_channels, content_h, content_w = network.content_shape
     motion_channels, _, _ = network.motion_shape(frames)
     latent_h, latent_w = network.latent_size
@@ -158,19 +154,7 @@ def build_cmd_module(
     denoisers = CMDDenoisers(content=content, motion=motion)
     return CMDDiffusionModule(
         denoiser=denoisers,
-        autoencoder=instantiate(cfg.autoencoder),
-        conditioner=instantiate(cfg.conditioner),
-        diffusion=instantiate(cfg.diffusion),
-        video_shape=(channels, frames, height, width),
-        sampler=OmegaConf.to_container(cfg.sampler, resolve=True),
-        optim=OmegaConf.to_container(cfg.optim, resolve=True),
-        ema=OmegaConf.to_container(cfg.ema, resolve=True),
-        samples=OmegaConf.to_container(cfg.samples, resolve=True),
-        guidance_scale=float(cfg.guidance_scale),
-        seed=int(cfg.seed),
-        samples_dir=samples_dir,
-        config=config,
-        compile=OmegaConf.to_container(cfg.compile, resolve=True) if "compile" in cfg else None,
+        **diffusion_module_kwargs(cfg, samples_dir, config),
         cmd_autoencoder=network,
         cmd_autoencoder_fingerprint=fingerprint,
     )

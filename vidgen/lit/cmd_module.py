@@ -96,60 +96,43 @@ class CMDDiffusionModule(VideoDiffusionModule):
         losses["loss"] = losses["content_loss"] + losses["motion_loss"]
         return losses
 
-    @torch.no_grad()
-    def generate(
-        self,
-        num_videos: int,
-        *,
-        generator: torch.Generator | None = None,
-        labels: torch.Tensor | None = None,
-        captions: list[str] | None = None,
-        guidance_scale: float | None = None,
-        sampler: dict[str, Any] | None = None,
-        batch_size: int | None = None,
-        progress: bool = False,
-    ) -> torch.Tensor:
-        """Generate ``num_videos`` videos ``(N, C, F, H, W)`` in [-1, 1]: content frame, then motion latent,
-        then decode (see the module docstring). Arguments as :meth:`VideoDiffusionModule.generate`; the
-        guidance scale applies to both stages."""
-        scale = self.checked_guidance_scale(guidance_scale)
-        self.diffusion.to(self.device)
-        sampler_cfg = dict(sampler or self.sampler_cfg)
+    def build_samplers(self, sampler_cfg: dict[str, Any]) -> tuple[Any, Any]:
+        """The content sampler (x0 clipped in pixel space only: SD latents are unbounded) and the motion
+        sampler (x0 clipped: the motion latent is a tanh output)."""
         pixel_content = self.latent_shape[2:] == self.video_shape[2:]  # frame autoencoder is the identity
-        content_sampler = build_sampler(self.diffusion, **{**sampler_cfg, "clip_x0": pixel_content})
-        motion_sampler = build_sampler(self.diffusion, **{**sampler_cfg, "clip_x0": True})
-        denoisers = self.sampling_denoiser
-        was_training = denoisers.training
-        denoisers.eval()
-        generator = generator if generator is not None else torch.Generator().manual_seed(self.seed)
-        cond_all = self.conditioner.for_sampling(
-            num_videos, device=self.device, labels=labels, captions=captions
+        return (
+            build_sampler(self.diffusion, **{**sampler_cfg, "clip_x0": pixel_content}),
+            build_sampler(self.diffusion, **{**sampler_cfg, "clip_x0": True}),
         )
-        batch_size = batch_size or num_videos
-        videos = []
-        for start in range(0, num_videos, batch_size):
-            index = slice(start, min(start + batch_size, num_videos))
-            n = index.stop - index.start
-            cond: Cond = cond_all.select(index)
-            null = self.conditioner.null(n, self.device)
-            noise = torch.randn((n, *self.content_shape), generator=generator).to(self.device)
-            content_fn = guided_model_fn(denoisers.content, cond, null, scale, self.learn_sigma)
-            content = content_sampler.sample(content_fn, noise.shape, noise=noise, generator=generator)[
-                :, :, 0
-            ]
-            motion_fn = guided_model_fn(
-                denoisers.motion,
-                replace(cond, content_frame=content),
-                replace(null, content_frame=content),
-                scale,
-                self.learn_sigma,
-            )
-            noise = torch.randn((n, *self.motion_shape), generator=generator).to(self.device)
-            motion = motion_sampler.sample(motion_fn, noise.shape, noise=noise, generator=generator)
-            latents = self.cmd_autoencoder.decode(content, motion.clamp(-1, 1))
-            videos.append(self.autoencoder.decode(latents).clamp(-1, 1).float().cpu())
-        denoisers.train(was_training)
-        return torch.cat(videos, dim=0)
+
+    def generate_batch(
+        self,
+        denoiser: nn.Module,
+        cond: Cond,
+        n: int,
+        scale: float,
+        samplers: Any,
+        generator: torch.Generator,
+        progress: bool,
+    ) -> torch.Tensor:
+        """``n`` videos in [-1, 1]: the content frame, then the motion latent given it (guidance on the
+        class / text only: the null condition keeps the content frame), then the CMD and frame decoders."""
+        content_sampler, motion_sampler = samplers
+        null = self.conditioner.null(n, self.device)
+        noise = torch.randn((n, *self.content_shape), generator=generator).to(self.device)
+        content_fn = guided_model_fn(denoiser.content, cond, null, scale, self.learn_sigma)
+        content = content_sampler.sample(content_fn, noise.shape, noise=noise, generator=generator)[:, :, 0]
+        motion_fn = guided_model_fn(
+            denoiser.motion,
+            replace(cond, content_frame=content),
+            replace(null, content_frame=content),
+            scale,
+            self.learn_sigma,
+        )
+        noise = torch.randn((n, *self.motion_shape), generator=generator).to(self.device)
+        motion = motion_sampler.sample(motion_fn, noise.shape, noise=noise, generator=generator)
+        latents = self.cmd_autoencoder.decode(content, motion.clamp(-1, 1))
+        return self.autoencoder.decode(latents).clamp(-1, 1).float().cpu()
 
     def sampling_model_fn(self, denoiser: nn.Module, cond: Cond, num: int, scale: float) -> ModelFn:
         raise NotImplementedError(

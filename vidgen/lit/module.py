@@ -267,7 +267,7 @@ class VideoDiffusionModule(L.LightningModule):
         """
         scale = self.checked_guidance_scale(guidance_scale)
         self.diffusion.to(self.device)
-        sampler_obj = build_sampler(self.diffusion, **(sampler or self.sampler_cfg))
+        samplers = self.build_samplers(dict(sampler or self.sampler_cfg))
         denoiser = self.sampling_denoiser
         was_training = denoiser.training
         denoiser.eval()
@@ -279,16 +279,32 @@ class VideoDiffusionModule(L.LightningModule):
         videos = []
         for start in range(0, num_videos, batch_size):
             index = slice(start, min(start + batch_size, num_videos))
-            n = index.stop - index.start
             cond: Cond = cond_all.select(index)
-            model_fn = self.sampling_model_fn(denoiser, cond, n, scale)
-            noise = torch.randn((n, *self.latent_shape), generator=generator).to(self.device)
-            latents = sampler_obj.sample(
-                model_fn, noise.shape, noise=noise, generator=generator, progress=progress
-            )
-            videos.append(self.autoencoder.decode(latents).clamp(-1, 1).float().cpu())
+            n = index.stop - index.start
+            videos.append(self.generate_batch(denoiser, cond, n, scale, samplers, generator, progress))
         denoiser.train(was_training)
         return torch.cat(videos, dim=0)
+
+    def build_samplers(self, sampler_cfg: dict[str, Any]) -> Any:
+        """What :meth:`generate_batch` samples with, built once per :meth:`generate` call: one sampler."""
+        return build_sampler(self.diffusion, **sampler_cfg)
+
+    def generate_batch(
+        self,
+        denoiser: nn.Module,
+        cond: Cond,
+        n: int,
+        scale: float,
+        samplers: Any,
+        generator: torch.Generator,
+        progress: bool,
+    ) -> torch.Tensor:
+        """``n`` videos ``(n, C, F, H, W)`` in [-1, 1] on the CPU for the condition ``cond`` (the body of
+        :meth:`generate`'s batch loop): start noise, sampling, frame decoding."""
+        model_fn = self.sampling_model_fn(denoiser, cond, n, scale)
+        noise = torch.randn((n, *self.latent_shape), generator=generator).to(self.device)
+        latents = samplers.sample(model_fn, noise.shape, noise=noise, generator=generator, progress=progress)
+        return self.autoencoder.decode(latents).clamp(-1, 1).float().cpu()
 
     def checked_guidance_scale(self, guidance_scale: float | None) -> float:
         """The classifier-free guidance scale to sample with (``None``: the module's), checked against the
