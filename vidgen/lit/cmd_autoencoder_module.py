@@ -21,7 +21,7 @@ import torch
 from torch import nn
 
 from vidgen.autoencoders.base import FrameAutoencoder
-from vidgen.lit.module import NonFiniteLossError, restore_frozen_weights
+from vidgen.lit.module import NonFiniteLossError, adamw, restore_frozen_weights
 from vidgen.lit.seeding import step_generator
 
 #: ``cmd.loss`` values
@@ -110,8 +110,8 @@ class CMDAutoencoderModule(L.LightningModule):
         batch, _, frames = inputs.shape[:3]
         index = torch.randint(frames, (batch,), generator=generator).to(inputs.device)
         rows = torch.arange(batch, device=inputs.device)
-        pick = lambda video: video.transpose(1, 2)[rows, index].float()  # noqa: E731  (B, C, H, W)
-        perceptual = self.lpips(pick(inputs), pick(recon)).reshape(batch)
+        frame, recon_frame = (v.transpose(1, 2)[rows, index].float() for v in (inputs, recon))  # (B, C, H, W)
+        perceptual = self.lpips(frame, recon_frame).reshape(batch)
         return RELEASE_L1_WEIGHT * l1 + RELEASE_LPIPS_WEIGHT * perceptual
 
     @torch.no_grad()
@@ -137,13 +137,7 @@ class CMDAutoencoderModule(L.LightningModule):
         return loss
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
-        return torch.optim.AdamW(
-            [p for p in self.network.parameters() if p.requires_grad],
-            lr=float(self.optim_cfg["lr"]),
-            weight_decay=float(self.optim_cfg.get("weight_decay", 0.0)),
-            betas=tuple(self.optim_cfg.get("betas", (0.9, 0.999))),
-            eps=float(self.optim_cfg.get("eps", 1e-8)),
-        )
+        return adamw(self.network, self.optim_cfg)
 
     # ------------------------------------------------------------------ validation
     def validation_step(self, batch: dict[str, Any], batch_idx: int) -> None:

@@ -191,14 +191,7 @@ class VideoDiffusionModule(L.LightningModule):
         return is_sharded(self.denoiser)
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
-        params = [p for p in self.denoiser.parameters() if p.requires_grad]
-        return torch.optim.AdamW(
-            params,
-            lr=float(self.optim_cfg["lr"]),
-            weight_decay=float(self.optim_cfg.get("weight_decay", 0.0)),
-            betas=tuple(self.optim_cfg.get("betas", (0.9, 0.999))),
-            eps=float(self.optim_cfg.get("eps", 1e-8)),
-        )
+        return adamw(self.denoiser, self.optim_cfg)
 
     # ------------------------------------------------------------------ validation
     def validation_step(self, batch: dict[str, Any], batch_idx: int) -> None:
@@ -347,6 +340,18 @@ class VideoDiffusionModule(L.LightningModule):
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         if "state_dict" in checkpoint:  # the FSDP strategy has loaded (and removed) the weights already
             restore_frozen_weights(self, checkpoint["state_dict"])
+
+
+def adamw(network: nn.Module, optim: dict[str, Any]) -> torch.optim.AdamW:
+    """AdamW over ``network``'s trainable parameters with the ``optim`` settings (``lr``, ``weight_decay``,
+    ``betas``, ``eps``)."""
+    return torch.optim.AdamW(
+        [p for p in network.parameters() if p.requires_grad],
+        lr=float(optim["lr"]),
+        weight_decay=float(optim.get("weight_decay", 0.0)),
+        betas=tuple(optim.get("betas", (0.9, 0.999))),
+        eps=float(optim.get("eps", 1e-8)),
+    )
 
 
 def restore_frozen_weights(module: VideoDiffusionModule, state: dict[str, torch.Tensor]) -> None:
