@@ -476,8 +476,8 @@ def build_counting_module(cfg: DictConfig) -> VideoDiffusionModule:
             meta device): count with ``cmd.autoencoder_ckpt=untrained`` and the checkpoint's
             ``cmd.untrained_size``.
     """
+    from vidgen.config.schema import CMD_UNTRAINED_AUTOENCODER as UNTRAINED_AUTOENCODER
     from vidgen.lit.build import build_module
-    from vidgen.lit.cmd_build import UNTRAINED_AUTOENCODER
 
     cfg = copy.deepcopy(cfg)
     target = str(cfg.model._target_).rsplit(".", 1)[-1]

@@ -436,6 +436,8 @@ def check_sampler_for_diffusion(sampler: Any, diffusion: Any) -> None:
 
 #: ``cmd.loss`` values (stage 1 of CMD)
 CMD_AUTOENCODER_LOSSES = ("l2", "l1", "l1_lpips")
+#: ``cmd.autoencoder_ckpt`` value for a randomly initialised autoencoder (benchmarks; refused for training)
+CMD_UNTRAINED_AUTOENCODER = "untrained"
 
 
 def check_cmd(cfg: DictConfig) -> None:
@@ -478,7 +480,7 @@ def check_cmd(cfg: DictConfig) -> None:
         raise ConfigError(
             "cmd.autoencoder_ckpt", f"model=cmd learns the latents of a stage-1 autoencoder: {how}"
         )
-    if str(path) == "untrained":
+    if str(path) == CMD_UNTRAINED_AUTOENCODER:
         if str(cfg.get("task_name", "")) == "train":
             raise ConfigError(
                 "cmd.autoencoder_ckpt",

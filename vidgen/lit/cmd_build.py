@@ -13,15 +13,13 @@ from torch import nn
 
 from vidgen.config.errors import ConfigError
 from vidgen.config.instantiate import instantiate_node as instantiate
+from vidgen.config.schema import CMD_UNTRAINED_AUTOENCODER
 from vidgen.lit.checkpoints import read_checkpoint
 from vidgen.lit.cmd_autoencoder_module import CMDAutoencoderModule
 from vidgen.lit.cmd_module import CMDDiffusionModule
 from vidgen.lit.module_config import diffusion_module_kwargs, video_shape_from_config
 from vidgen.models.cmd.denoisers import CMDDenoisers
 
-#: ``cmd.autoencoder_ckpt`` value that builds a randomly initialised autoencoder (benchmarks, shape tests;
-#: refused for training)
-UNTRAINED_AUTOENCODER = "untrained"
 #: the frame-autoencoder keys a stage-2 run must share with its stage-1 autoencoder
 _FRAME_AUTOENCODER_KEYS = ("kind", "latent_channels", "downsample", "scaling_factor")
 _DATA_KEYS = ("channels", "num_frames", "resolution")
@@ -119,7 +117,10 @@ def untrained_cmd_autoencoder(cfg: DictConfig) -> tuple[nn.Module, dict[str, Any
         output="bounded" if str(cfg.autoencoder.kind) == "identity" else "linear",
     )
     network.requires_grad_(False).eval()
-    return network, {**network.arch_config(), "weights": f"{UNTRAINED_AUTOENCODER} (seed {int(cfg.seed)})"}
+    return network, {
+        **network.arch_config(),
+        "weights": f"{CMD_UNTRAINED_AUTOENCODER} (seed {int(cfg.seed)})",
+    }
 
 
 def build_cmd_module(
@@ -133,7 +134,7 @@ def build_cmd_module(
             "model=cmd trains on the latents of a stage-1 autoencoder: train one with model=cmd_ae, then "
             "pass cmd.autoencoder_ckpt=<run dir>/checkpoints/last.ckpt",
         )
-    if str(path) == UNTRAINED_AUTOENCODER:
+    if str(path) == CMD_UNTRAINED_AUTOENCODER:
         network, fingerprint = untrained_cmd_autoencoder(cfg)
     else:
         network, fingerprint = load_cmd_autoencoder(path, cfg)
