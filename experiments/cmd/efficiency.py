@@ -1,21 +1,20 @@
 """Sampling FLOPs per video of CMD at the paper's efficiency setting, 16 frames of 512x1024 (seed 003 §4.4:
-46.8 TFLOPs for CMD vs 939 for ModelScope, 50 steps), which ``vidgen.bench`` cannot compose
-(``data.resolution`` is one int: square videos only).
+46.8 TFLOPs for CMD vs 939 for ModelScope, 50 steps), with a report of every stage, with and without
+guidance, the VAE and attention's products (the conventions the paper's number may have used).
 
 ``python experiments/cmd/efficiency.py [--json out.json]``
 
 Every network is built on the meta device (no memory, no compute) from the configs of ``conf/model/`` with
-``data=webvid`` (SD latents 4 x 64 x 128, text-conditional: 77 x 768 text states stand in for CLIP's),
-then made non-square where the config is square:
+``data=webvid data.resolution=[512,1024]`` (SD latents 4 x 64 x 128, text-conditional: 77 x 768 text
+states stand in for CLIP's):
 
 * ``cmd_sd`` (the paper's text-to-video CMD: SD 1.x's U-Net as the content-frame model, MotionDiT, the
-  CMD autoencoder at its paper size, dim 384, depth 8): the autoencoder and the motion model are rebuilt
-  for a 64 x 128 latent (H' = 32, W' = 64: z_m (8, 16, 96)); SD's U-Net runs on any size. The motion model
-  at B/2 (the release's default) and L/2 (what the paper's 1.6B parameters suggest, spec §5.1).
+  CMD autoencoder at its paper size, dim 384, depth 8, for a 64 x 128 latent: H' = 32, W' = 64, z_m
+  (8, 16, 96)). The motion model at B/2 (the release's default) and L/2 (what the paper's 1.6B parameters
+  suggest, spec §5.1).
+* ``cmd`` with the release's ContentDiT-L/2 as the content model (text by cross-attention), motion B/2.
 * ``latent_shift`` (SD 1.x's U-Net per frame + temporal shift: a video model of ModelScope's family, without
   its temporal layers) on 16 x 64 x 128 latents, for scale.
-
-CMD with the DiT content model (``model=cmd``) is not counted here: Latte's position table is square.
 Counting: :mod:`vidgen.benchmark.sampling_flops` (FlopCounterMode, 2 FLOPs per multiply-accumulate; SD's
 VAE is its published architecture without weights), DDIM 50 steps, guidance 4 (2 passes per step) and 1.
 """
@@ -32,11 +31,8 @@ from hydra import compose, initialize_config_dir
 
 import vidgen  # noqa: F401  (registers config resolvers)
 from vidgen.benchmark.sampling_flops import SamplingFlops, build_counting_module, sampling_flops
-from vidgen.config.instantiate import instantiate_node as instantiate
 from vidgen.lit.cmd_module import CMDDiffusionModule
 from vidgen.lit.module import VideoDiffusionModule
-from vidgen.models.cmd.autoencoder import CMDAutoencoder
-from vidgen.models.cmd.denoisers import CMDDenoisers
 from vidgen.runtime import CONFIG_DIR
 
 #: the paper's efficiency setting (seed 003 §4.4): frames, height, width of the video
@@ -47,7 +43,8 @@ GUIDANCE = 4.0
 PAPER_TFLOPS = {"CMD": 46.8, "ModelScope": 939.0, "LVDM": 625.6}
 COMMON = [
     "data=webvid",
-    "data.resolution=512",
+    f"data.resolution=[{VIDEO[1]},{VIDEO[2]}]",
+    f"data.num_frames={VIDEO[0]}",
     "sampler=ddim",
     f"sampler.steps={STEPS}",
     f"guidance_scale={GUIDANCE}",
@@ -57,62 +54,24 @@ COMMON = [
 ]
 
 
-def _module_args(square: VideoDiffusionModule) -> dict[str, Any]:
-    """The constructor arguments a square module's non-square twin shares with it."""
-    frames, height, width = VIDEO
-    return {
-        "autoencoder": square.autoencoder,
-        "conditioner": square.conditioner,
-        "diffusion": square.diffusion,
-        "video_shape": (3, frames, height, width),
-        "sampler": square.sampler_cfg,
-        "optim": square.optim_cfg,
-        "ema": {"enabled": False},
-        "guidance_scale": square.guidance_scale,
-    }
+def _counting_module(*overrides: str) -> VideoDiffusionModule:
+    """The module of ``conf/bench.yaml`` with :data:`COMMON` and ``overrides``, on the meta device."""
+    return build_counting_module(compose(config_name="bench", overrides=[*COMMON, *overrides]))
 
 
 def cmd_sd(motion_size: str) -> CMDDiffusionModule:
     """``model=cmd_sd`` at :data:`VIDEO` (on the meta device), the motion model at ``motion_size``."""
-    cfg = compose(
-        config_name="bench", overrides=[*COMMON, "model=cmd_sd", f"model.motion.size={motion_size}"]
-    )
-    square = build_counting_module(cfg)
-    frames, height, width = VIDEO
-    down = int(cfg.autoencoder.downsample)
-    with torch.device("meta"):
-        network = CMDAutoencoder(
-            size=str(cfg.cmd.untrained_size),
-            in_channels=int(cfg.autoencoder.latent_channels),
-            input_size=(height // down, width // down),
-            num_frames=frames,
-            position="rope",
-            output="linear",
-        )
-        latent_h, latent_w = network.latent_size
-        channels, content_h, content_w = network.content_shape
-        motion = instantiate(
-            cfg.model.motion,
-            motion_channels=network.motion_shape(frames)[0],
-            num_frames=frames,
-            latent_h=latent_h,
-            latent_w=latent_w,
-            content_channels=channels,
-            content_size=[content_h, content_w],
-        )
-        return CMDDiffusionModule(
-            denoiser=CMDDenoisers(content=square.denoiser.content, motion=motion),
-            **_module_args(square),
-            cmd_autoencoder=network,
-            cmd_autoencoder_fingerprint=network.arch_config(),
-        )
+    return _counting_module("model=cmd_sd", f"model.motion.size={motion_size}")
+
+
+def cmd_dit() -> CMDDiffusionModule:
+    """``model=cmd`` at :data:`VIDEO`: the release's ContentDiT-L/2 (text by cross-attention) and MotionDiT-B/2."""
+    return _counting_module("model=cmd", "model.content.size=L", "model.motion.size=B")
 
 
 def latent_shift() -> VideoDiffusionModule:
     """``model=latent_shift model.size=sd`` at :data:`VIDEO` (on the meta device)."""
-    square = build_counting_module(compose(config_name="bench", overrides=[*COMMON, "model=latent_shift"]))
-    with torch.device("meta"):
-        return VideoDiffusionModule(denoiser=square.denoiser, **_module_args(square))
+    return _counting_module("model=latent_shift")
 
 
 def attention_products(module: VideoDiffusionModule) -> dict[str, int]:
@@ -188,6 +147,7 @@ def main() -> None:
         modules = {
             "cmd_sd, motion B/2": cmd_sd("B"),
             "cmd_sd, motion L/2": cmd_sd("L"),
+            "cmd (ContentDiT-L/2), motion B/2": cmd_dit(),
             "latent_shift (SD U-Net)": latent_shift(),
         }
     counts = {

@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
-from omegaconf import OmegaConf
+from typing import Any
+
+from omegaconf import ListConfig, OmegaConf
 
 
-def _divide_exact(numerator: int, denominator: int) -> int:
-    """``${vidgen.div:a,b}``: integer a / b, refusing a remainder (e.g. a resolution the VAE cannot halve)."""
+def _divide_exact(numerator: Any, denominator: int) -> int | list[int]:
+    """``${vidgen.div:a,b}``: integer a / b, refusing a remainder (e.g. a resolution the VAE cannot halve);
+    ``a`` may be a list (a non-square ``[H, W]`` frame size), divided element by element."""
+    if isinstance(numerator, ListConfig | list | tuple):
+        return [_divide_exact(item, denominator) for item in numerator]
     numerator, denominator = int(numerator), int(denominator)
     if denominator <= 0 or numerator % denominator:
         raise ValueError(f"{numerator} is not divisible by {denominator}")

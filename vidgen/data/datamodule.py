@@ -23,7 +23,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from vidgen.config.checks import checked_int
+from vidgen.config.checks import checked_frame_size, checked_int, checked_square_side
 from vidgen.config.errors import ConfigError
 from vidgen.data.joint import JointImageFrames
 from vidgen.data.loader import ResumableDataLoader
@@ -214,7 +214,9 @@ class SyntheticDataModule(ClipDataModule):
         common = {
             "num_frames": checked_int("data.num_frames", num_frames),
             "frame_stride": checked_int("data.frame_stride", frame_stride),
-            "resolution": checked_int("data.resolution", resolution),
+            "resolution": checked_square_side(
+                "data.resolution", resolution, "the synthetic generator (data=synthetic)"
+            ),
             "channels": channels,
             "seed": self.seed,
             "max_objects": checked_int("data.max_objects", max_objects),
@@ -295,7 +297,7 @@ class VideoFolderDataModule(ClipDataModule):
         name: str = "videos",
         num_frames: int = 16,
         frame_stride: int = 1,
-        resolution: int = 64,
+        resolution: int | Sequence[int] = 64,
         channels: int = 3,
         batch_size: int = 8,
         num_workers: int = 4,
@@ -352,7 +354,7 @@ class VideoFolderDataModule(ClipDataModule):
             "root": root,
             "num_frames": checked_int("data.num_frames", num_frames),
             "frame_stride": checked_int("data.frame_stride", frame_stride),
-            "resolution": checked_int("data.resolution", resolution),
+            "resolution": checked_frame_size("data.resolution", resolution),
             "class_from_folder": bool(class_from_folder),
             "extensions": extensions,
             "seed": self.seed,

@@ -23,6 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import Dataset
 
+from vidgen.config.checks import checked_frame_size
 from vidgen.config.errors import ConfigError
 from vidgen.io.video import VideoReadError, count_frames, read_image, read_video
 
@@ -114,32 +115,34 @@ def clip_frame_indices(
     return [min(offset + k * stride, max(0, num_available - 1)) for k in range(num_frames)]
 
 
-def resize_center_crop(frames: torch.Tensor, resolution: int) -> torch.Tensor:
-    """Resize the short side to ``resolution`` (bilinear, anti-aliased) and centre-crop a square.
+def resize_center_crop(frames: torch.Tensor, size: int | tuple[int, int]) -> torch.Tensor:
+    """Resize (bilinear, anti-aliased, aspect kept) so the frame covers ``size``, then centre-crop it.
 
     Args:
         frames: uint8 ``(F, H, W, C)``.
+        size: ``(height, width)`` of the output, or one side for a square (the short side resized to it).
 
     Returns:
-        float32 ``(C, F, resolution, resolution)`` in ``[-1, 1]``.
+        float32 ``(C, F, height, width)`` in ``[-1, 1]``.
     """
+    out_h, out_w = (size, size) if isinstance(size, int) else (int(size[0]), int(size[1]))
     video = frames.permute(0, 3, 1, 2).float()  # (F, C, H, W)
     h, w = video.shape[-2:]
-    scale = resolution / min(h, w)
-    size = (max(resolution, round(h * scale)), max(resolution, round(w * scale)))
-    if size != (h, w):
-        video = F.interpolate(video, size=size, mode="bilinear", antialias=True, align_corners=False)
-    top = (size[0] - resolution) // 2
-    left = (size[1] - resolution) // 2
-    video = video[:, :, top : top + resolution, left : left + resolution]
+    scale = max(out_h / h, out_w / w)  # the smallest scale at which the frame covers the output
+    resized = (max(out_h, round(h * scale)), max(out_w, round(w * scale)))
+    if resized != (h, w):
+        video = F.interpolate(video, size=resized, mode="bilinear", antialias=True, align_corners=False)
+    top = (resized[0] - out_h) // 2
+    left = (resized[1] - out_w) // 2
+    video = video[:, :, top : top + out_h, left : left + out_w]
     return video.div(127.5).sub(1.0).clamp(-1.0, 1.0).permute(1, 0, 2, 3).contiguous()
 
 
 class VideoFolderDataset(Dataset):
     """Fixed-length clips from the videos under ``root``.
 
-    Items are ``{"video": (C, F, R, R) float32 in [-1, 1], "label": int (only with class_from_folder),
-    "index": int}`` with ``C = 3``, ``F = num_frames``, ``R = resolution``.
+    Items are ``{"video": (C, F, H, W) float32 in [-1, 1], "label": int (only with class_from_folder),
+    "index": int}`` with ``C = 3``, ``F = num_frames`` and ``(H, W)`` from ``resolution``.
 
     A clip takes ``num_frames`` frames every ``frame_stride``-th frame. With ``random_offset`` the start is
     drawn from ``(seed, epoch, index)`` (call :meth:`set_epoch`; :class:`vidgen.data.loader.ResumableDataLoader`
@@ -156,7 +159,8 @@ class VideoFolderDataset(Dataset):
         root: folder to walk (ignored when ``entries`` is given, except in messages).
         num_frames: frames per clip (>= 1).
         frame_stride: take every ``frame_stride``-th frame (>= 1).
-        resolution: output side; short side resized to it, then centre-cropped.
+        resolution: output side (short side resized to it, then a centred square crop) or ``[H, W]`` (resized
+            to cover ``H x W`` with the aspect kept, then centre-cropped).
         class_from_folder: emit ``label`` from the top-level folder under ``root``.
         extensions: video file extensions to list.
         hflip: random horizontal flip.
@@ -172,7 +176,7 @@ class VideoFolderDataset(Dataset):
         root: str | Path,
         num_frames: int = 16,
         frame_stride: int = 1,
-        resolution: int = 64,
+        resolution: int | Sequence[int] = 64,
         class_from_folder: bool = False,
         extensions: Sequence[str] = VIDEO_EXTENSIONS,
         hflip: bool = False,
@@ -187,14 +191,12 @@ class VideoFolderDataset(Dataset):
             raise ConfigError("data.num_frames", f"must be >= 1, got {num_frames}")
         if int(frame_stride) < 1:
             raise ConfigError("data.frame_stride", f"must be >= 1, got {frame_stride}")
-        if int(resolution) < 1:
-            raise ConfigError("data.resolution", f"must be >= 1, got {resolution}")
         if int(seed) < 0:
             raise ConfigError("data.seed", f"must be >= 0, got {seed}")
         self.root = Path(root).expanduser()
         self.num_frames = int(num_frames)
         self.frame_stride = int(frame_stride)
-        self.resolution = int(resolution)
+        self.frame_size = checked_frame_size("data.resolution", resolution)
         self.class_from_folder = bool(class_from_folder)
         self.hflip = bool(hflip)
         self.random_offset = bool(random_offset)
@@ -301,7 +303,7 @@ class VideoFolderDataset(Dataset):
         indices = clip_frame_indices(
             available, self.num_frames, self.frame_stride, rng if self.random_offset else None
         )
-        video = resize_center_crop(self._read_frames(entry, indices), self.resolution)
+        video = resize_center_crop(self._read_frames(entry, indices), self.frame_size)
         if self.hflip and rng.random() < 0.5:
             video = video.flip(-1)
         return video
@@ -329,7 +331,7 @@ class VideoFolderDataset(Dataset):
             if available is None:
                 available = self._num_available(entry)
             t = int(rng.integers(max(1, available)))
-            frame = resize_center_crop(self._read_frames(entry, [t]), self.resolution)
+            frame = resize_center_crop(self._read_frames(entry, [t]), self.frame_size)
         except (VideoReadError, OSError) as error:
             self._note_failed_read(entry, error)
             raise

@@ -42,7 +42,7 @@ from typing import Any
 
 import numpy as np
 
-from vidgen.config.checks import checked_int
+from vidgen.config.checks import checked_frame_size, checked_int
 from vidgen.config.errors import ConfigError
 from vidgen.data.datamodule import ClipDataModule
 from vidgen.data.video_folder import VideoEntry, VideoFolderDataset
@@ -247,7 +247,7 @@ class WebVidDataModule(ClipDataModule):
         name: str = "webvid",
         num_frames: int = 16,
         frame_stride: int = 4,
-        resolution: int = 256,
+        resolution: int | Sequence[int] = 256,
         channels: int = 3,
         batch_size: int = 4,
         num_workers: int = 8,
@@ -305,7 +305,7 @@ class WebVidDataModule(ClipDataModule):
             "root": self.videos_root,
             "num_frames": checked_int("data.num_frames", num_frames),
             "frame_stride": checked_int("data.frame_stride", frame_stride),
-            "resolution": checked_int("data.resolution", resolution),
+            "resolution": checked_frame_size("data.resolution", resolution),
             "seed": self.seed,
             "probe": bool(probe),
         }

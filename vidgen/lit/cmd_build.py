@@ -11,6 +11,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
+from vidgen.config.checks import checked_frame_size
 from vidgen.config.errors import ConfigError
 from vidgen.config.instantiate import instantiate_node as instantiate
 from vidgen.config.schema import CMD_UNTRAINED_AUTOENCODER
@@ -58,6 +59,14 @@ def weights_digest(module: nn.Module) -> str:
     return digest.hexdigest()[:16]
 
 
+def _frame_size_or_none(value: Any) -> tuple[int, int] | Any:
+    """``(H, W)`` of a ``data.resolution`` value, the value itself when it is not one (compared as is)."""
+    try:
+        return checked_frame_size("data.resolution", value)
+    except ConfigError:
+        return value
+
+
 def load_cmd_autoencoder(path: str | Path, cfg: DictConfig) -> tuple[nn.Module, dict[str, Any]]:
     """The frozen stage-1 network of ``cmd.autoencoder_ckpt`` and its fingerprint, checked against ``cfg``.
 
@@ -83,6 +92,8 @@ def load_cmd_autoencoder(path: str | Path, cfg: DictConfig) -> tuple[nn.Module, 
         for name in names:
             mine = OmegaConf.select(cfg, f"{node}.{name}", default=None)
             theirs = OmegaConf.select(stored, f"{node}.{name}", default=None)
+            if name == "resolution":  # 64 and [64, 64] are the same frame size
+                mine, theirs = (_frame_size_or_none(value) for value in (mine, theirs))
             if mine != theirs:
                 raise ConfigError(
                     key,
@@ -111,7 +122,9 @@ def untrained_cmd_autoencoder(cfg: DictConfig) -> tuple[nn.Module, dict[str, Any
     network = CMDAutoencoder(
         size=str(cfg.cmd.untrained_size),
         in_channels=int(cfg.autoencoder.latent_channels),
-        input_size=int(cfg.data.resolution) // downsample,
+        input_size=[
+            side // downsample for side in checked_frame_size("data.resolution", cfg.data.resolution)
+        ],
         num_frames=int(cfg.data.num_frames),
         position="none" if bool(cfg.cmd.compat_release) else "rope",
         output="bounded" if str(cfg.autoencoder.kind) == "identity" else "linear",

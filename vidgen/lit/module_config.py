@@ -8,13 +8,15 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
+from vidgen.config.checks import checked_frame_size
 from vidgen.config.instantiate import instantiate_node as instantiate
 
 
 def video_shape_from_config(cfg: DictConfig) -> tuple[int, int, int, int]:
-    """``(C, F, H, W)`` of the videos the config's data produces."""
+    """``(C, F, H, W)`` of the videos the config's data produces (``data.resolution``: one side or ``[H, W]``)."""
     data = cfg.data
-    return (int(data.channels), int(data.num_frames), int(data.resolution), int(data.resolution))
+    height, width = checked_frame_size("data.resolution", data.resolution)
+    return (int(data.channels), int(data.num_frames), height, width)
 
 
 def diffusion_module_kwargs(

@@ -133,11 +133,17 @@ def real_from_dataset(dataset: Any, batch_size: int) -> Iterator[Batch]:
 
 
 def fake_from_reconstructions(module: Any, dataset: Any, batch_size: int) -> Iterator[Batch]:
-    """The reconstructions of a dataset's clips by an autoencoder module (``module.reconstruct(video)``):
-    the "generated" side of a reconstruction FVD, with the clips' labels / captions carried over."""
+    """The reconstructions of a dataset's clips by an autoencoder module (``module.reconstruct(video,
+    generator)``): the "generated" side of a reconstruction FVD, with the clips' labels / captions carried
+    over. A frame VAE that samples its posterior draws batch ``i``'s from ``step_generator(module.seed, i)``
+    (stream 2), so the score repeats."""
+    from vidgen.lit.seeding import step_generator
+
     loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=0)
-    for batch in tqdm(loader, desc="reconstructing", unit="batch"):
-        out: Batch = {"video": frames_to_uint8_batch(module.reconstruct(batch["video"]).cpu())}
+    seed = int(getattr(module, "seed", 0))
+    for index, batch in enumerate(tqdm(loader, desc="reconstructing", unit="batch")):
+        videos = module.reconstruct(batch["video"], generator=step_generator(seed, index, 0, 2))
+        out: Batch = {"video": frames_to_uint8_batch(videos.cpu())}
         if "label" in batch:
             out["label"] = batch["label"]
         if "caption" in batch:
@@ -155,6 +161,6 @@ def folder_dataset(root: str | Path, data_cfg: dict[str, Any] | None) -> Any:
         root=root,
         num_frames=int(reference.get("num_frames", 16)),
         frame_stride=int(reference.get("frame_stride", 1)),
-        resolution=int(reference.get("resolution", 256)),
+        resolution=reference.get("resolution", 256),
         random_offset=False,
     )

@@ -31,7 +31,7 @@ from torch import nn
 
 from vidgen.conditioning import Cond
 from vidgen.config import ConfigError
-from vidgen.config.checks import checked_choice, checked_int
+from vidgen.config.checks import checked_choice, checked_int, checked_square_side
 
 __all__ = ["DIFFUSERS_UNET3D_SIZES", "DiffusersUNet3D", "unet3d_config"]
 
@@ -127,7 +127,7 @@ class DiffusersUNet3D(nn.Module):
         )
         self.cross_attention_dim = int(config["cross_attention_dim"])
         self.num_frames = checked_int("model.num_frames", num_frames)
-        self.input_size = checked_int("model.input_size", input_size)
+        self.input_size = checked_square_side("model.input_size", input_size, "diffusers_unet3d")
         factor = 2 ** (len(config["block_out_channels"]) - 1)
         if self.input_size % factor:
             raise ConfigError(

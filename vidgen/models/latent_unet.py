@@ -59,7 +59,7 @@ point: the shift adds none; 22 hooked ResNet blocks in ``sd``, 8 in ``tiny``); `
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import torch
@@ -67,7 +67,7 @@ from torch import nn
 
 from vidgen.conditioning import Cond
 from vidgen.config import ConfigError
-from vidgen.config.checks import checked_int
+from vidgen.config.checks import checked_frame_size, checked_int
 from vidgen.nn.frame_hooks import FrameCheckpoint, FrameContext, HookHandles, batch_to_frames, frames_to_batch
 from vidgen.nn.temporal_attention import attach_temporal_attention, build_temporal_layers
 from vidgen.nn.temporal_shift import attach_temporal_shift
@@ -90,7 +90,11 @@ DEFAULT_SHIFT_FRACTION = 1.0 / 3.0
 
 
 def unet_config(
-    size: str, in_channels: int, out_channels: int, sample_size: int, cross_attention_dim: int
+    size: str,
+    in_channels: int,
+    out_channels: int,
+    sample_size: int | tuple[int, int],
+    cross_attention_dim: int,
 ) -> dict[str, Any]:
     """``UNet2DConditionModel`` keyword arguments of a size (``tiny`` or ``sd``, see the module docstring).
 
@@ -172,7 +176,7 @@ class LatentUNet(nn.Module):
         temporal: ``shift`` (Latent-Shift), ``attention`` (Latent-VDM) or ``none`` (per-frame image model).
         size: ``tiny`` or ``sd`` (see :func:`unet_config`); not used with ``pretrained_path``.
         in_channels: latent channels ``C``.
-        input_size: latent height = width (diffusers' ``sample_size``; other sizes work too).
+        input_size: latent side or ``[H, W]`` (diffusers' ``sample_size``; the U-Net runs other sizes too).
         num_frames: the configured clip length ``F``. The model has no per-frame table and runs any ``F``;
             kept for reference and for :attr:`num_frames`.
         learn_sigma: output ``2C`` channels (eps and the variance interpolation) instead of ``C``. Not
@@ -198,7 +202,7 @@ class LatentUNet(nn.Module):
         temporal: str = "shift",
         size: str = "sd",
         in_channels: int = 4,
-        input_size: int = 32,
+        input_size: int | Sequence[int] = 32,
         num_frames: int = 16,
         learn_sigma: bool = False,
         cross_attention_dim: int = 0,
@@ -216,7 +220,8 @@ class LatentUNet(nn.Module):
         check_size(size)
         self.temporal = temporal
         self.in_channels = checked_int("model.in_channels", in_channels, 1)
-        self.input_size = checked_int("model.input_size", input_size, 1)
+        height, width = checked_frame_size("model.input_size", input_size)
+        self.input_size: int | tuple[int, int] = height if height == width else (height, width)
         self.num_frames = checked_int("model.num_frames", num_frames, 1)
         self.learn_sigma = bool(learn_sigma)
         self.out_channels = 2 * in_channels if learn_sigma else in_channels

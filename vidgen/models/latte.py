@@ -88,6 +88,7 @@ Tables 3 and 4, and the FLOPs reconciled with the paper's: ``experiments/latte/R
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import replace
 from typing import NamedTuple
 
@@ -98,7 +99,7 @@ from torch.utils.checkpoint import checkpoint
 
 from vidgen.conditioning import Cond
 from vidgen.config import ConfigError
-from vidgen.config.checks import checked_choice, checked_int
+from vidgen.config.checks import checked_choice, checked_frame_size, checked_int
 from vidgen.nn import (
     AdaLNModulation,
     BlockRole,
@@ -189,7 +190,7 @@ class Latte(nn.Module):
         depth, hidden_size, num_heads: override the size table's value when not None.
         patch_size: spatial patch size ``p``.
         in_channels: latent channels ``C``.
-        input_size: latent height = width the frozen spatial table is built for.
+        input_size: latent side, or ``[H, W]`` for a non-square latent, the frozen spatial table is built for.
         num_frames: number of frames ``F`` the frozen temporal table is built for.
         mlp_ratio: MLP hidden size / hidden size.
         learn_sigma: output ``2C`` channels (eps and the variance interpolation) instead of ``C``.
@@ -219,7 +220,7 @@ class Latte(nn.Module):
         num_heads: int | None = None,
         patch_size: int = 2,
         in_channels: int = 4,
-        input_size: int = 32,
+        input_size: int | Sequence[int] = 32,
         num_frames: int = 16,
         mlp_ratio: float = 4.0,
         learn_sigma: bool = True,
@@ -252,11 +253,12 @@ class Latte(nn.Module):
             )
         patch_size = checked_int("model.patch_size", patch_size, 1)
         in_channels = checked_int("model.in_channels", in_channels, 1)
-        input_size = checked_int("model.input_size", input_size, 1)
-        if input_size % patch_size:
+        input_hw = checked_frame_size("model.input_size", input_size)
+        if any(side % patch_size for side in input_hw):
             raise ConfigError(
                 "model.input_size", f"input size {input_size} is not divisible by patch size {patch_size}"
             )
+        input_size = input_hw[0] if input_hw[0] == input_hw[1] else input_hw
         num_frames = checked_int("model.num_frames", num_frames, 1)
         if not isinstance(mlp_ratio, int | float) or int(hidden_size * mlp_ratio) < 1:
             raise ConfigError("model.mlp_ratio", f"must be a positive number, got {mlp_ratio!r}")
@@ -307,7 +309,9 @@ class Latte(nn.Module):
         self.in_channels = in_channels
         self.out_channels = 2 * in_channels if learn_sigma else in_channels
         self.learn_sigma = bool(learn_sigma)
+        #: the configured latent size: one int (square) or ``(H, W)``; :attr:`grid_size` in patches
         self.input_size = input_size
+        self.grid_size = (input_hw[0] // patch_size, input_hw[1] // patch_size)
         self.num_frames = num_frames
         self.num_classes = num_classes
         self.variant = variant
@@ -352,9 +356,8 @@ class Latte(nn.Module):
     # ----------------------------------------------------------------------------------------- setup
     def reset_position_tables(self) -> None:
         """(Re)compute the frozen sin-cos tables on the module's current device (e.g. after ``to_empty``)."""
-        grid = self.input_size // self.patch_size
         device = self.x_embedder.proj.weight.device
-        self.pos_embed = sincos_2d_table(self.hidden_size, grid, grid, device=device)
+        self.pos_embed = sincos_2d_table(self.hidden_size, *self.grid_size, device=device)
         self.temp_embed = sincos_1d_table(
             self.hidden_size, self.num_frames // self.tube_stride, device=device
         )
@@ -565,8 +568,7 @@ class Latte(nn.Module):
 
     def _spatial_table(self, h: int, w: int) -> torch.Tensor:
         """``(h*w, D)`` frozen 2D table; the configured one unless the grid differs."""
-        grid = self.input_size // self.patch_size
-        if (h, w) == (grid, grid):
+        if (h, w) == self.grid_size:
             return self.pos_embed
         return sincos_2d_table(self.hidden_size, h, w, device=self.pos_embed.device)
 

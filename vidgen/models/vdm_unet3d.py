@@ -92,7 +92,7 @@ from torch.utils.checkpoint import checkpoint
 
 from vidgen.conditioning import Cond
 from vidgen.config import ConfigError
-from vidgen.config.checks import checked_choice, checked_int
+from vidgen.config.checks import checked_choice, checked_int, checked_square_side
 from vidgen.nn.condition_embedding import AttentionPool, FourierMLP
 from vidgen.nn.factorised_attention import SpatialAttention, TemporalSelfAttention
 from vidgen.nn.frame_norm import FrameGroupNorm
@@ -260,7 +260,9 @@ class VDMUNet3D(nn.Module):
         self.relative_max_distance = checked_int("model.relative_max_distance", relative_max_distance, 1)
         self.t5_num_buckets = checked_int("model.t5_num_buckets", t5_num_buckets, 4)
         self.in_channels = checked_int("model.in_channels", in_channels, 1)
-        self.input_size = checked_int("model.input_size", input_size, 1)
+        self.input_size = checked_square_side(
+            "model.input_size", input_size, "vdm_unet3d (attention levels are set by one side length)"
+        )
         self.num_frames = checked_int("model.num_frames", num_frames, 1)
         self.learn_sigma = bool(learn_sigma)
         self.out_channels = 2 * self.in_channels if self.learn_sigma else self.in_channels

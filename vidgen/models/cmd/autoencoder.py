@@ -60,7 +60,7 @@ from torch import nn
 from torch.utils.checkpoint import checkpoint
 
 from vidgen.config import ConfigError
-from vidgen.config.checks import checked_choice, checked_int
+from vidgen.config.checks import checked_choice, checked_frame_size, checked_int
 from vidgen.nn.divided_block import DividedSpaceTimeBlock
 from vidgen.nn.patch_embed import FramePatchEmbed
 from vidgen.nn.rope import axial_rope_angles, rope_angles
@@ -115,14 +115,6 @@ class DividedTransformer(nn.Module):
         return tokens
 
 
-def _input_size(value: int | tuple[int, int] | list[int]) -> tuple[int, int]:
-    """``int`` (square) or a pair -> ``(H, W)``; a :class:`ConfigError` otherwise."""
-    pair = [value, value] if isinstance(value, int) and not isinstance(value, bool) else value
-    if not isinstance(pair, tuple | list) or len(pair) != 2:
-        raise ConfigError("model.input_size", f"must be an int or an (H, W) pair, got {value!r}")
-    return checked_int("model.input_size", pair[0], 1), checked_int("model.input_size", pair[1], 1)
-
-
 class CMDAutoencoder(nn.Module):
     """CMD autoencoder: ``encode(x) -> (content, motion)``, ``decode(content, motion) -> x`` (module docstring).
 
@@ -173,7 +165,7 @@ class CMDAutoencoder(nn.Module):
         self.patch_size, self.motion_dim = pick("patch_size", patch_size), pick("motion_dim", motion_dim)
         self.in_channels = checked_int("model.in_channels", in_channels, 1)
         self.num_frames = checked_int("model.num_frames", num_frames, 1)
-        self.input_size = _input_size(input_size)
+        self.input_size = checked_frame_size("model.input_size", input_size)
         self.position = checked_choice("model.position", position, CMD_AE_POSITIONS)
         self.output = checked_choice("model.output", output, CMD_AE_OUTPUTS)
         if any(side % self.patch_size for side in self.input_size):
