@@ -306,3 +306,32 @@ def test_periodic_evaluation_of_the_autoencoder_fails_at_start_naming_the_key(tm
     cfg = compose_config(["model=cmd_ae", "evaluation.every_n_steps=10", *TINY_DATA], run_dir=tmp_path)
     with pytest.raises(ConfigError, match=r"^evaluation\.every_n_steps: the CMD autoencoder"):
         validate_config(cfg)
+
+
+def test_stage1_posterior_draws_of_the_sd_vae_come_from_the_step(tmp_path: Path) -> None:
+    """Stage 1 on SD latents samples the VAE's posterior from the step's generator: the same step gives the
+    same loss whatever the global RNG did in between (an exact resume), another step other draws."""
+    overrides = [
+        "model=cmd_ae",
+        "autoencoder=sd_vae",
+        f"autoencoder.path={_tiny_sd_vae_folder(tmp_path / 'vae')}",
+        "data.resolution=16",
+        "data.num_frames=4",
+    ]
+    module = build_module(compose_config(overrides, run_dir=tmp_path / "run"))
+    assert module.frame_autoencoder.sample_posterior
+    batch = {"video": torch.rand(2, 3, 4, 16, 16) * 2 - 1}
+
+    def loss_at(step: int, global_seed: int) -> torch.Tensor:
+        module._step_override = step  # no trainer: the step comes from here
+        torch.manual_seed(global_seed)
+        with torch.no_grad():
+            return module.training_step(batch, 0)
+
+    module.log = lambda *args, **kwargs: None
+    type(module).global_step = property(lambda self: getattr(self, "_step_override", 0))
+    try:
+        first, again, other = loss_at(5, 0), loss_at(5, 123), loss_at(6, 0)
+    finally:
+        del type(module).global_step
+    assert torch.equal(first, again) and not torch.equal(first, other)

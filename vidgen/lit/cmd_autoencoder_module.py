@@ -95,9 +95,10 @@ class CMDAutoencoderModule(L.LightningModule):
     def is_sharded(self) -> bool:
         return False
 
-    def _inputs(self, video: torch.Tensor) -> torch.Tensor:
-        """What the network reconstructs: the frame autoencoder's latents (pixels for identity)."""
-        return self.frame_autoencoder.encode(video).detach()
+    def _inputs(self, video: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        """What the network reconstructs: the frame autoencoder's latents (pixels for identity); a VAE that
+        samples its posterior draws from ``generator`` (the step's, so a resumed run draws the same)."""
+        return self.frame_autoencoder.encode(video, generator=generator).detach()
 
     def _loss(self, inputs: torch.Tensor, recon: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
         """Per-sample reconstruction loss ``(B,)``; ``generator`` picks the LPIPS frame of each clip."""
@@ -115,19 +116,20 @@ class CMDAutoencoderModule(L.LightningModule):
         return RELEASE_L1_WEIGHT * l1 + RELEASE_LPIPS_WEIGHT * perceptual
 
     @torch.no_grad()
-    def reconstruct(self, video: torch.Tensor) -> torch.Tensor:
-        """Videos ``(B, C, F, H, W)`` in [-1, 1] -> their reconstructions, in [-1, 1] pixel space."""
+    def reconstruct(self, video: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        """Videos ``(B, C, F, H, W)`` in [-1, 1] -> their reconstructions, in [-1, 1] pixel space
+        (``generator``: the frame VAE's posterior draws, when it samples them)."""
         was_training = self.network.training
         self.network.eval()
-        recon, _, _ = self.network(self._inputs(video.to(self.device)))
+        recon, _, _ = self.network(self._inputs(video.to(self.device), generator))
         self.network.train(was_training)
         return self.frame_autoencoder.decode(recon).clamp(-1, 1).float()
 
     # ------------------------------------------------------------------ training
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
-        inputs = self._inputs(batch["video"])
-        recon, _, _ = self.network(inputs)
         generator = step_generator(self.seed, self.global_step, self.global_rank, 0)
+        inputs = self._inputs(batch["video"], generator)
+        recon, _, _ = self.network(inputs)
         loss = self._loss(inputs, recon, generator).mean()
         if not torch.isfinite(loss):
             raise NonFiniteLossError(
@@ -142,10 +144,10 @@ class CMDAutoencoderModule(L.LightningModule):
     # ------------------------------------------------------------------ validation
     def validation_step(self, batch: dict[str, Any], batch_idx: int) -> None:
         video = batch["video"]
-        inputs = self._inputs(video)
+        generator = step_generator(self.seed, batch_idx, 0, 1)  # the same draws at every validation
+        inputs = self._inputs(video, generator)
         recon, _, motion = self.network(inputs)
         batch_size = video.shape[0]
-        generator = step_generator(self.seed, batch_idx, 0, 1)  # the same frames at every validation
         loss = self._loss(inputs, recon, generator).mean()
         self.log("val/loss", loss, batch_size=batch_size, sync_dist=True)
         pixels = self.frame_autoencoder.decode(recon).clamp(-1, 1)
@@ -174,7 +176,8 @@ class CMDAutoencoderModule(L.LightningModule):
         from vidgen.io.samples import write_samples
         from vidgen.io.video import auto_scale
 
-        pairs = torch.cat([videos.float().cpu(), self.reconstruct(videos).cpu()], dim=-1)  # side by side
+        recon = self.reconstruct(videos, step_generator(self.seed, 0, 0, 2))
+        pairs = torch.cat([videos.float().cpu(), recon.cpu()], dim=-1)  # side by side
         write_samples(
             folder, pairs, fps=int(self.samples_cfg.get("fps", 8)), scale=auto_scale(*pairs.shape[-2:])
         )
