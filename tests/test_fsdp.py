@@ -198,3 +198,41 @@ def test_sharded_training_matches_one_process_with_the_same_global_batch(tmp_pat
     difference = max_weight_difference(rank0["weights"], reference["weights"])
     print(f"max |w_fsdp - w_single| (denoiser and EMA) after 4 AdamW steps: {difference:.3g}")
     assert difference < 1e-5
+
+
+def test_cmd_stage_2_trains_sharded_consolidates_and_resumes(tmp_path: Path) -> None:
+    """CMD's two denoisers under FSDP: each rank holds about half of both (and of their EMA twins), the
+    frozen CMD autoencoder is not sharded, the sharded checkpoint samples the same videos in one process,
+    and training resumes from it."""
+    from tests.conftest import TINY_DATA, TINY_RUN
+
+    ae_dir = tmp_path / "ae"
+    train(compose_config(["model=cmd_ae", *TINY_DATA, *TINY_RUN, "trainer.max_steps=3"], run_dir=ae_dir))
+    stage2 = [
+        "model=cmd",
+        f"cmd.autoencoder_ckpt={ae_dir / 'checkpoints' / 'last.ckpt'}",
+        *TINY_DATA,
+        *TINY_RUN,
+    ]
+    run_dir = tmp_path / "cmd"
+    overrides = [*stage2, *FSDP, "trainer.max_steps=3", "samples.final_num_videos=0"]
+    summary = train(compose_config([*overrides, *_recorder(tmp_path / "ranks")], run_dir=run_dir))
+    assert summary["global_step"] == 3
+    rank0, rank1 = _records(tmp_path / "ranks")
+    assert rank0["sharded"] and rank1["sharded"] and not rank0["frozen_sharded"]
+    total = rank0["total_denoiser"]
+    assert rank0["local_denoiser"] + rank1["local_denoiser"] == total
+    assert rank0["local_ema"] + rank1["local_ema"] == total
+    assert 0.4 * total <= rank0["local_denoiser"] <= 0.6 * total
+    assert any(k.startswith("denoiser.motion.") for k in rank0["weights"])
+
+    last = run_dir / "checkpoints" / "last.ckpt"
+    module, _ = load_module_from_checkpoint(last)
+    videos = module.generate(2, generator=torch.Generator().manual_seed(SAMPLE_SEED))
+    assert float((videos - rank0["videos"]).abs().max()) < 1e-5
+
+    resumed = tmp_path / "resumed"
+    summary = train(
+        compose_config([*stage2, *FSDP, "trainer.max_steps=5", f"ckpt_path={last}"], run_dir=resumed)
+    )
+    assert summary["global_step"] == 5

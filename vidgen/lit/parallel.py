@@ -50,9 +50,19 @@ def sharding_units(model: nn.Module) -> list[nn.Module]:
     return [unit for child in model.children() for unit in sharding_units(child)]
 
 
+def independent_networks(model: nn.Module) -> list[nn.Module]:
+    """Sub-networks of ``model`` that are called on their own, not through ``model.forward`` (CMD's content
+    and motion denoisers): a model names them with an ``independent_networks()`` method. Each becomes an FSDP
+    unit of its own, so that calling it gathers its remaining parameters (embedders, final layer); the root's
+    gather would never run."""
+    custom = getattr(model, "independent_networks", None)
+    return list(custom()) if callable(custom) else []
+
+
 def shard_denoiser(model: nn.Module, mesh: Any, forward_only: bool = False) -> None:
-    """``fully_shard`` every unit of ``model`` and then ``model`` itself (its remaining parameters: embedders,
-    final layer) over the 1-D data-parallel ``mesh``. Parameters become DTensors sharded on dim 0.
+    """``fully_shard`` every unit of ``model``, then each of its :func:`independent_networks`, then ``model``
+    itself (its remaining parameters: embedders, final layer) over the 1-D data-parallel ``mesh``.
+    Parameters become DTensors sharded on dim 0.
 
     ``forward_only`` (the EMA twin, which never runs a backward pass): the root reshards after its forward
     too. By default FSDP2 keeps the root's weights gathered after forward for the backward that follows,
@@ -62,6 +72,8 @@ def shard_denoiser(model: nn.Module, mesh: Any, forward_only: bool = False) -> N
 
     for unit in sharding_units(model):
         fully_shard(unit, mesh=mesh)
+    for network in independent_networks(model):
+        fully_shard(network, mesh=mesh, reshard_after_forward=True)
     fully_shard(model, mesh=mesh, reshard_after_forward=True if forward_only else None)
 
 

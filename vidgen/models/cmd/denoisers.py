@@ -25,6 +25,11 @@ class CMDDenoisers(nn.Module):
         self.content = content
         self.motion = motion
 
+    def independent_networks(self) -> list[nn.Module]:
+        """The two networks, each called on its own by the training and sampling code (one FSDP unit each:
+        :func:`vidgen.lit.parallel.independent_networks`)."""
+        return [self.content, self.motion]
+
     def forward(self, x: torch.Tensor, t: torch.Tensor, cond: Cond | None = None) -> torch.Tensor:
         """Route by input rank-shape: a one-frame ``(B, C, 1, h, w)`` goes to the content model, a motion
         latent ``(B, D, F, L)`` (4-D) to the motion model."""
