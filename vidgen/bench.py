@@ -13,6 +13,11 @@ Text-conditional models get captions in the timed training batch and at sampling
 ``bench.flops=true`` adds the sampling FLOPs (and MACs) per video, total and per stage, counted on the meta
 device (:mod:`vidgen.benchmark.sampling_flops`); ``bench.time=false`` skips the timed rows, so paper-size
 FLOP comparisons run on a CPU without weights (conf/bench.yaml shows the command).
+
+``bench.peers=[official,diffusers]`` times the composed vidgen Latte's training step beside the official Latte
+code (a local ``models/latte.py`` named by ``bench.official_latte``) and diffusers' ``LatteTransformer3DModel``
+at the same sizes, round-robin in this process (:mod:`vidgen.benchmark.peers`): a table of parameters, step
+GFLOPs, median step time and the ratio peer / vidgen, in place of the usual rows.
 """
 
 from __future__ import annotations
@@ -28,17 +33,22 @@ from omegaconf import DictConfig
 import vidgen  # noqa: F401  (registers config resolvers)
 from vidgen.benchmark.compare import compose_compared_configs, format_comparison, run_comparison
 from vidgen.benchmark.measure import format_table, run_bench
+from vidgen.benchmark.peers import format_peers, run_peers
 from vidgen.config.errors import ConfigError
 from vidgen.runtime import CONFIG_DIR
 
 
 @hydra.main(config_path=CONFIG_DIR, config_name="bench", version_base="1.3")
 def main(cfg: DictConfig) -> None:
-    """Hydra entry: measure the config (or the ``bench.compare`` models), print the table and the JSON and
-    write ``bench.json`` into the run directory (exit 2 on a config error)."""
+    """Hydra entry: measure the config (or the ``bench.compare`` models, or the Latte against its
+    ``bench.peers``), print the table and the JSON and write ``bench.json`` into the run directory (exit 2 on
+    a config error)."""
     names = [str(name) for name in cfg.bench.get("compare") or []]
     try:
-        if names:
+        if cfg.bench.get("peers"):
+            result = run_peers(cfg)
+            table = format_peers(result)
+        elif names:
             hydra_cfg = HydraConfig.get()
             configs = compose_compared_configs(
                 names, list(hydra_cfg.overrides.task), hydra_cfg.job.config_name
