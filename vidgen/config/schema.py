@@ -42,9 +42,24 @@ class OptimSchema:
     weight_decay: float = 0.0
     betas: list[float] = field(default_factory=lambda: [0.9, 0.999])
     eps: float = 1e-8
+    # constant | cosine (vidgen/lit/lr_schedule.py); linear warm-up over warmup_steps
+    schedule: str = "constant"
+    warmup_steps: int = 0
+    min_lr_ratio: float = 0.0
 
     def __post_init__(self) -> None:
+        from vidgen.lit.lr_schedule import SCHEDULES
+
         _require(self.lr > 0, "lr", f"must be > 0, got {self.lr}")
+        _require(
+            self.schedule in SCHEDULES,
+            "schedule",
+            f"choose one of {', '.join(SCHEDULES)}, got {self.schedule!r}",
+        )
+        _require(self.warmup_steps >= 0, "warmup_steps", f"must be >= 0, got {self.warmup_steps}")
+        _require(
+            0.0 <= self.min_lr_ratio <= 1.0, "min_lr_ratio", f"must lie in [0, 1], got {self.min_lr_ratio}"
+        )
         _require(self.weight_decay >= 0, "weight_decay", f"must be >= 0, got {self.weight_decay}")
         _require(
             len(self.betas) == 2 and all(0 <= b < 1 for b in self.betas), "betas", "two values in [0, 1)"

@@ -18,6 +18,7 @@ from vidgen.autoencoders.base import FrameAutoencoder
 from vidgen.conditioning import Cond, Conditioner
 from vidgen.diffusion import Diffusion, ModelFn, build_sampler, guided_model_fn
 from vidgen.lit.ema import ema_decay_at, ema_update, make_ema_copy
+from vidgen.lit.lr_schedule import with_lr_schedule
 from vidgen.lit.seeding import step_generator
 
 # random streams of one training step
@@ -156,6 +157,10 @@ class VideoDiffusionModule(L.LightningModule):
         for key in micro[0]:
             value = torch.stack([m[key] for m in micro]).mean()
             self.log(f"train/{key}", value, prog_bar=key == "loss", batch_size=batch_size * len(micro))
+        if self._trainer is not None and self.trainer.optimizers:
+            self.log(
+                "train/lr", float(self.trainer.optimizers[0].param_groups[0]["lr"]), batch_size=batch_size
+            )
 
     def optimizer_step(self, *args: Any, **kwargs: Any) -> None:
         """Optimizer step, then the EMA update, so that both are in place before any callback (checkpoints)
@@ -190,8 +195,9 @@ class VideoDiffusionModule(L.LightningModule):
 
         return is_sharded(self.denoiser)
 
-    def configure_optimizers(self) -> torch.optim.Optimizer:
-        return adamw(self.denoiser, self.optim_cfg)
+    def configure_optimizers(self) -> torch.optim.Optimizer | dict[str, Any]:
+        total = int(self.trainer.estimated_stepping_batches)
+        return with_lr_schedule(adamw(self.denoiser, self.optim_cfg), self.optim_cfg, total)
 
     # ------------------------------------------------------------------ validation
     def validation_step(self, batch: dict[str, Any], batch_idx: int) -> None:

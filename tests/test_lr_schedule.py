@@ -1,0 +1,56 @@
+"""Learning-rate schedules (``optim.schedule``): the factor at each step against the formula, the optimizer
+following it step by step, and bad values failing naming their key."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import pytest
+import torch
+
+from tests.conftest import compose_config
+from vidgen.config.errors import ConfigError
+from vidgen.config.schema import validate_config
+from vidgen.lit.lr_schedule import lr_multiplier, with_lr_schedule
+
+
+def test_warmup_is_linear_and_cosine_reaches_the_floor_at_the_last_step() -> None:
+    total, warmup, floor = 101, 10, 0.1
+    values = [lr_multiplier(s, total, "cosine", warmup, floor) for s in range(total + 5)]
+    assert values[:warmup] == pytest.approx([(s + 1) / warmup for s in range(warmup)])
+    assert values[warmup] == pytest.approx(1.0)
+    middle = warmup + (total - 1 - warmup) // 2
+    assert values[middle] == pytest.approx(
+        floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * 0.5)), abs=0.01
+    )
+    assert values[total - 1] == pytest.approx(floor) and values[-1] == pytest.approx(floor)
+    assert all(a >= b for a, b in zip(values[warmup:], values[warmup + 1 :]))  # never rises after warm-up
+    assert [lr_multiplier(s, 50, "constant", 4, 0.0) for s in (0, 3, 4, 49)] == [0.25, 1.0, 1.0, 1.0]
+
+
+def test_the_optimizer_follows_the_schedule_step_by_step() -> None:
+    weight = torch.nn.Parameter(torch.zeros(2))
+    optim = {"lr": 2e-3, "schedule": "cosine", "warmup_steps": 2, "min_lr_ratio": 0.0}
+    out = with_lr_schedule(torch.optim.AdamW([weight], lr=2e-3), optim, total_steps=6)
+    optimizer, scheduler = out["optimizer"], out["lr_scheduler"]["scheduler"]
+    assert out["lr_scheduler"]["interval"] == "step"
+    seen = []
+    for _ in range(6):
+        seen.append(optimizer.param_groups[0]["lr"])
+        optimizer.step()
+        scheduler.step()
+    expected = [2e-3 * lr_multiplier(s, 6, "cosine", 2, 0.0) for s in range(6)]
+    assert seen == pytest.approx(expected) and seen[-1] == pytest.approx(0.0)
+    plain = torch.optim.AdamW([weight], lr=1e-3)
+    assert with_lr_schedule(plain, {"lr": 1e-3}, total_steps=6) is plain  # constant, no warm-up
+
+
+@pytest.mark.parametrize(
+    ("override", "key"),
+    [("optim.schedule=linear", "optim.schedule"), ("optim.warmup_steps=-1", "optim.warmup_steps"),
+     ("optim.min_lr_ratio=1.5", "optim.min_lr_ratio")],
+)  # fmt: skip
+def test_bad_schedule_values_fail_naming_the_key(override: str, key: str, tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=key.replace(".", r"\.")):
+        validate_config(compose_config([override], run_dir=tmp_path / "run"))
