@@ -54,3 +54,11 @@ def test_the_optimizer_follows_the_schedule_step_by_step() -> None:
 def test_bad_schedule_values_fail_naming_the_key(override: str, key: str, tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match=key.replace(".", r"\.")):
         validate_config(compose_config([override], run_dir=tmp_path / "run"))
+
+
+def test_outside_a_fit_the_optimizer_comes_alone(tmp_path: Path) -> None:
+    """Benchmarks call ``configure_optimizers`` with no trainer: no run length, so no schedule."""
+    from vidgen.lit.build import build_module
+
+    cfg = compose_config(["optim.schedule=cosine", "optim.warmup_steps=3"], run_dir=tmp_path / "run")
+    assert isinstance(build_module(cfg).configure_optimizers(), torch.optim.AdamW)

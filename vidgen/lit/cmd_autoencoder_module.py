@@ -21,7 +21,7 @@ import torch
 from torch import nn
 
 from vidgen.autoencoders.base import FrameAutoencoder
-from vidgen.lit.lr_schedule import with_lr_schedule
+from vidgen.lit.lr_schedule import fit_length, with_lr_schedule
 from vidgen.lit.module import NonFiniteLossError, adamw, restore_frozen_weights
 from vidgen.lit.seeding import step_generator
 
@@ -140,8 +140,7 @@ class CMDAutoencoderModule(L.LightningModule):
         return loss
 
     def configure_optimizers(self) -> torch.optim.Optimizer | dict[str, Any]:
-        total = int(self.trainer.estimated_stepping_batches)
-        return with_lr_schedule(adamw(self.network, self.optim_cfg), self.optim_cfg, total)
+        return with_lr_schedule(adamw(self.network, self.optim_cfg), self.optim_cfg, fit_length(self))
 
     # ------------------------------------------------------------------ validation
     def validation_step(self, batch: dict[str, Any], batch_idx: int) -> None:

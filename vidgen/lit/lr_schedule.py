@@ -36,16 +36,23 @@ def lr_multiplier(
     return min_lr_ratio + (1.0 - min_lr_ratio) * 0.5 * (1.0 + math.cos(math.pi * progress))
 
 
+def fit_length(module: Any) -> int | None:
+    """Optimizer steps of the fit ``module`` is attached to (``trainer.estimated_stepping_batches``); None
+    outside a fit (a benchmark calling ``configure_optimizers`` by hand)."""
+    trainer = getattr(module, "_trainer", None)
+    return None if trainer is None else int(trainer.estimated_stepping_batches)
+
+
 def with_lr_schedule(
-    optimizer: torch.optim.Optimizer, optim: dict[str, Any], total_steps: int
+    optimizer: torch.optim.Optimizer, optim: dict[str, Any], total_steps: int | None
 ) -> torch.optim.Optimizer | dict[str, Any]:
-    """``configure_optimizers``'s return value: the optimizer alone for a constant rate without warm-up,
-    else the optimizer and a per-step :class:`~torch.optim.lr_scheduler.LambdaLR` (saved in checkpoints, so
-    a resumed run continues the schedule)."""
+    """``configure_optimizers``'s return value: the optimizer alone for a constant rate without warm-up or
+    outside a fit (``total_steps`` None: there is no schedule to follow), else the optimizer and a per-step
+    :class:`~torch.optim.lr_scheduler.LambdaLR` (saved in checkpoints, so a resumed run continues it)."""
     schedule = str(optim.get("schedule", "constant"))
     warmup = int(optim.get("warmup_steps", 0))
     min_ratio = float(optim.get("min_lr_ratio", 0.0))
-    if schedule == "constant" and warmup == 0:
+    if (schedule == "constant" and warmup == 0) or total_steps is None:
         return optimizer
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda step: lr_multiplier(step, total_steps, schedule, warmup, min_ratio)

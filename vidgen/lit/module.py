@@ -18,7 +18,7 @@ from vidgen.autoencoders.base import FrameAutoencoder
 from vidgen.conditioning import Cond, Conditioner
 from vidgen.diffusion import Diffusion, ModelFn, build_sampler, guided_model_fn
 from vidgen.lit.ema import ema_decay_at, ema_update, make_ema_copy
-from vidgen.lit.lr_schedule import with_lr_schedule
+from vidgen.lit.lr_schedule import fit_length, with_lr_schedule
 from vidgen.lit.seeding import step_generator
 
 # random streams of one training step
@@ -196,8 +196,7 @@ class VideoDiffusionModule(L.LightningModule):
         return is_sharded(self.denoiser)
 
     def configure_optimizers(self) -> torch.optim.Optimizer | dict[str, Any]:
-        total = int(self.trainer.estimated_stepping_batches)
-        return with_lr_schedule(adamw(self.denoiser, self.optim_cfg), self.optim_cfg, total)
+        return with_lr_schedule(adamw(self.denoiser, self.optim_cfg), self.optim_cfg, fit_length(self))
 
     # ------------------------------------------------------------------ validation
     def validation_step(self, batch: dict[str, Any], batch_idx: int) -> None:
