@@ -9,7 +9,7 @@ from torch import nn
 def modulate(x: torch.Tensor, shift: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
     """``x * (1 + scale) + shift``; ``shift`` and ``scale`` must broadcast against ``x`` (e.g.
     ``x: (B, G, L, D)`` with ``shift, scale: (B, 1, 1, D)``, as :class:`AdaLNModulation` returns them)."""
-    return x * (1 + scale) + shift
+    return torch.addcmul(shift, x, 1 + scale)  # one pass over x (x * (1 + scale) + shift takes two)
 
 
 class AdaLNModulation(nn.Sequential):

@@ -24,6 +24,21 @@ import torch.nn.functional as F
 
 from vidgen.nn.rope import apply_rope
 
+#: on a CPU, sequences up to this length attend through explicit products (``softmax(q k^T / sqrt(d)) v``):
+#: for Latte's temporal attention over 8 or 16 frames the fused flash kernel's per-sequence overhead makes
+#: it 1.1-1.6x slower than the two batched products (``python -m vidgen.bench``; GPUs always use SDPA)
+SHORT_SEQUENCE_ON_CPU = 16
+
+
+def attend_sequences(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+    """Scaled dot-product attention of ``(N, H, L, d)`` sequences (no mask): SDPA, or on a CPU for
+    ``L <= SHORT_SEQUENCE_ON_CPU`` the same formula as two batched products (equal up to rounding)."""
+    length = q.shape[-2]
+    if q.device.type != "cpu" or length > SHORT_SEQUENCE_ON_CPU:
+        return F.scaled_dot_product_attention(q, k, v)
+    scores = torch.matmul(q, k.transpose(-1, -2)).mul_(q.shape[-1] ** -0.5)
+    return torch.matmul(scores.softmax(dim=-1), v)
+
 
 class Axis(Enum):
     """The axis an attention head group runs along."""
@@ -94,7 +109,7 @@ class TokenGrid:
         if rope is not None:
             cos, sin = rope
             q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
-        out = F.scaled_dot_product_attention(q, k, v).reshape(shape).movedim(3, dim)
+        out = attend_sequences(q, k, v).reshape(shape).movedim(3, dim)
         if keep < length:  # frames outside the clip: nothing over time
             pad = list(out.shape)
             pad[dim] = length - keep

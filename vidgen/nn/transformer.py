@@ -238,4 +238,4 @@ class TransformerBlock(nn.Module):
         if shift is not None:
             h = modulate(h, shift, scale)
         out = layer(h)
-        return x + (out if gate is None else gate * out)
+        return x + out if gate is None else torch.addcmul(x, gate, out)
