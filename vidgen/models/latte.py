@@ -138,9 +138,11 @@ class LatteSize(NamedTuple):
     num_heads: int
 
 
-#: Model sizes (paper Table 4; ``tiny`` is the CPU demo size: 4 blocks, hidden 96, 4 heads).
+#: Model sizes (paper Table 4; ``tiny``: the tiny-scale ablations' size, 4 blocks, hidden 96, 4 heads;
+#: ``demo``: the CPU demo recipe's, 6 blocks, hidden 192, 4 heads, used with patch 4).
 LATTE_SIZES: dict[str, LatteSize] = {
     "tiny": LatteSize(depth=4, hidden_size=96, num_heads=4),
+    "demo": LatteSize(depth=6, hidden_size=192, num_heads=4),
     "S": LatteSize(depth=12, hidden_size=384, num_heads=6),
     "B": LatteSize(depth=12, hidden_size=768, num_heads=12),
     "L": LatteSize(depth=24, hidden_size=1024, num_heads=16),
