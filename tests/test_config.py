@@ -62,9 +62,10 @@ def test_every_model_data_pair_composes_and_validates(model: str, data: str, tmp
     assert node.in_channels == cfg.autoencoder.latent_channels
 
 
-def test_default_is_tiny_latte_on_synthetic(tmp_path: Path) -> None:
+def test_default_is_the_demo_latte_on_synthetic(tmp_path: Path) -> None:
     cfg = compose_config([], run_dir=tmp_path)
-    assert cfg.data.name == "synthetic" and cfg.model.size == "tiny" and cfg.trainer.accelerator == "cpu"
+    assert cfg.data.name == "synthetic" and cfg.model.size == "demo" and cfg.trainer.accelerator == "cpu"
+    assert cfg.model.patch_size == 4 and cfg.data.batch_size == 8 and cfg.sampler.steps == 100
     assert cfg.autoencoder.kind == "identity"
     model = instantiate(cfg.model)  # the convention: the model node builds the denoiser itself
     assert isinstance(model, Latte) and model.learn_sigma and model.out_channels == 2 * model.in_channels
@@ -98,14 +99,15 @@ def _family_size(
 def test_a_recipe_sizes_each_model_family_on_its_own(model: str, data: str, tmp_path: Path) -> None:
     """Latte's recipes give Latte XL, the U-Net sd and VDM's U-Net its UCF101 size (webvid: its large
     text-to-video size); one family's size never reaches another; the CPU recipe gives every model its tiny
-    size."""
+    size, Latte its demo size (with patch 4)."""
     cfg = compose_config([f"model={model}", f"data={data}"], run_dir=tmp_path)
     if model in CMD_STAGE2_MODELS:  # the content DiT is L (cmd_sd: the U-Net's size), the motion DiT B
         sizes = (cfg.model.content.size, cfg.model.motion.size)
         content = "tiny" if data == "synthetic" else ("L" if model == "cmd" else "sd")
         assert sizes == (content, "tiny" if data == "synthetic" else "B")
     elif data == "synthetic":
-        assert cfg.model.size == "tiny"
+        assert cfg.model.size == ("demo" if model.startswith("latte_") else "tiny")
+        assert not model.startswith("latte_") or cfg.model.patch_size == 4
     else:
         vdm = "t2v_large" if data == "webvid" else "ucf101"
         assert cfg.model.size == _family_size(model, latte="XL", unet="sd", vdm=vdm)
@@ -118,7 +120,7 @@ def test_without_a_recipe_each_model_keeps_its_size_and_the_command_line_wins(
     cfg = compose_config([f"model={model}", "data=ucf101", "recipe=none"], run_dir=tmp_path)
     assert cfg.model.size == _family_size(model, latte="S", unet="sd")
     cfg = compose_config([f"model={model}", "data=ucf101", "recipe=synthetic"], run_dir=tmp_path)
-    assert cfg.model.size == "tiny"
+    assert cfg.model.size == _family_size(model, latte="demo", unet="tiny")
     cfg = compose_config([f"model={model}", "data=ucf101", "model.size=tiny"], run_dir=tmp_path)
     assert cfg.model.size == "tiny"
 
