@@ -291,7 +291,7 @@ def test_bad_config_raises_config_error(kwargs, key):
 
 
 def test_unknown_size_message_lists_sizes():
-    with pytest.raises(ConfigError, match="unknown size 'M'; choose one of tiny, S, B, L, XL"):
+    with pytest.raises(ConfigError, match="unknown size 'M'; choose one of tiny, demo, S, B, L, XL"):
         meta_latte(size="M")
 
 

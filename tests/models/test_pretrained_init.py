@@ -216,7 +216,8 @@ def test_missing_or_foreign_file_names_the_key(tmp_path):
 
 
 def _module_overrides(tmp_path: Path) -> list[str]:
-    return [*TINY, "logger=csv", f"pretrained.path={tmp_path / 'dit.pt'}"]
+    # patch 2 (the demo recipe's is 4): the DiT below has an 8x8 grid
+    return [*TINY, "model.patch_size=2", "logger=csv", f"pretrained.path={tmp_path / 'dit.pt'}"]
 
 
 def _tiny_dit_for_train(tmp_path: Path) -> OrderedDict[str, torch.Tensor]:
