@@ -1,0 +1,33 @@
+"""bf16 on a CPU without bf16 matrix instructions is detected from the CPU's flags and warned about, naming
+``trainer.precision``; CPUs with the instructions, other accelerators and fp32 are left alone."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from vidgen.lit.cpu_precision import cpu_has_bf16_matmul, slow_bf16_warning
+
+X86_WITH = "processor\t: 0\nflags\t\t: fpu sse2 avx2 avx512f avx512_bf16 avx512_vnni\n"
+X86_WITHOUT = "processor\t: 0\nflags\t\t: fpu sse2 avx2 avx512f avx512_vnni\n"
+ARM_WITH = "processor\t: 0\nFeatures\t: fp asimd sve bf16 i8mm\n"
+
+
+@pytest.mark.parametrize(("text", "expected"), [(X86_WITH, True), (X86_WITHOUT, False), (ARM_WITH, True)])
+def test_bf16_matrix_instructions_are_read_from_the_cpu_flags(
+    text: str, expected: bool, tmp_path: Path
+) -> None:
+    cpuinfo = tmp_path / "cpuinfo"
+    cpuinfo.write_text(text)
+    assert cpu_has_bf16_matmul(cpuinfo) is expected
+    assert cpu_has_bf16_matmul(tmp_path / "absent") is None
+
+
+def test_the_warning_names_the_setting_only_where_bf16_would_be_emulated() -> None:
+    message = slow_bf16_warning("cpu", "bf16-mixed", has_bf16=False)
+    assert message is not None and "trainer.precision=bf16-mixed" in message and "32-true" in message
+    assert slow_bf16_warning("cpu", "bf16-mixed", has_bf16=True) is None
+    assert slow_bf16_warning("cpu", "bf16-mixed", has_bf16=None) is None  # unknown: no claim
+    assert slow_bf16_warning("cpu", "32-true", has_bf16=False) is None
+    assert slow_bf16_warning("gpu", "bf16-mixed", has_bf16=False) is None
