@@ -21,9 +21,10 @@ import vidgen  # noqa: F401  (registers config resolvers)
 from vidgen.config.errors import ConfigError
 from vidgen.config.instantiate import instantiate_node as instantiate
 from vidgen.config.schema import validate_config
+from vidgen.data.num_classes import fill_num_classes
 from vidgen.lit.build import build_module, unsharded_copy
 from vidgen.lit.callbacks import forward_stop_signals
-from vidgen.lit.checkpoints import resolve_ckpt_path
+from vidgen.lit.checkpoints import check_checkpoint, resolve_ckpt_path
 from vidgen.lit.cpu_precision import cpu_has_bf16_matmul, slow_bf16_warning
 from vidgen.lit.final_outputs import evaluate_at_end, write_final_samples
 from vidgen.lit.fit_results import ReportFitResults, read_fit_results
@@ -38,10 +39,13 @@ warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\).*
 
 def train(cfg: DictConfig) -> dict[str, Any]:
     """Validate the config, build data + module + trainer, fit, write final samples. Returns a summary."""
+    fill_num_classes(cfg)  # data.num_classes: null -> counted from the data, before the model reads it
     validate_config(cfg)
     run_dir = Path(cfg.paths.run_dir)
     runs_root = Path(cfg.paths.output_root) / str(cfg.task_name) / "runs"
     ckpt_path = resolve_ckpt_path(cfg.ckpt_path, run_dir, runs_root)
+    if ckpt_path is not None:  # an empty, cut or foreign file fails here, not after the model is built
+        check_checkpoint(ckpt_path, resume=True)
     run_dir.mkdir(parents=True, exist_ok=True)
     resolved = OmegaConf.to_container(cfg, resolve=True)
     (run_dir / "config_resolved.yaml").write_text(OmegaConf.to_yaml(resolved))
