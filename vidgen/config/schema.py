@@ -3,8 +3,9 @@
 Nodes with a fixed shape (optim, ema, samples, diffusion, sampler, conditioner, autoencoder, top-level keys)
 have dataclass schemas: OmegaConf checks types and unknown keys, ``__post_init__`` checks ranges. Nodes
 built from a ``_target_`` (model, data, trainer, callbacks, logger) are checked against the target's
-signature, and their constructors check values (raising :class:`ConfigError` with the key). Every failure
-names the dotted config key.
+signature, and their constructors check values (raising :class:`ConfigError` with the key); the values of
+``trainer`` (Lightning's) are checked here too (:mod:`vidgen.config.trainer`). Every failure names the dotted
+config key.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from vidgen.config.errors import ConfigError
+from vidgen.config.trainer import check_trainer
 
 
 class _FieldError(ValueError):
@@ -428,6 +430,8 @@ def validate_config(cfg: DictConfig) -> None:
     for key in TARGET_NODES:
         if key in cfg:
             check_target_kwargs(cfg[key], key)
+    if "trainer" in cfg:
+        check_trainer(cfg.trainer)
     strategy = cfg.trainer.get("strategy") if "trainer" in cfg else None
     if isinstance(strategy, DictConfig):
         check_target_kwargs(strategy, "trainer.strategy")
