@@ -52,6 +52,8 @@ def test_every_model_data_pair_composes_and_validates(model: str, data: str, tmp
     if stage2:  # CMD's stage 2 needs a stage-1 checkpoint that exists (its contents are read at build time)
         (tmp_path / "ae.ckpt").touch()
         extra = [f"cmd.autoencoder_ckpt={tmp_path / 'ae.ckpt'}"]
+    if data == "ucf101":  # null = counted from data.root at train start (vidgen.data.num_classes); none here
+        extra.append("data.num_classes=101")
     cfg = compose_config([f"model={model}", f"data={data}", *extra], run_dir=tmp_path)
     OmegaConf.resolve(cfg)
     validate_config(cfg)
@@ -79,7 +81,12 @@ def test_real_data_recipe_is_the_papers(tmp_path: Path) -> None:
         and cfg.autoencoder.scaling_factor == 0.18215
     )
     assert cfg.data.num_frames == 16 and cfg.data.frame_stride == 3 and cfg.data.resolution == 256
-    assert cfg.model.input_size == 32 and cfg.conditioner.kind == "class" and cfg.model.num_classes == 101
+    assert cfg.model.input_size == 32 and cfg.conditioner.kind == "class"
+    # data.num_classes: null is counted from the data at train start (vidgen.data.num_classes), then the
+    # conditioner and the model's label table read it through ${data.num_classes}
+    assert cfg.data.num_classes is None and cfg.data.split == "all"
+    cfg.data.num_classes = 101
+    assert cfg.model.num_classes == 101
     assert cfg.diffusion.schedule == "linear" and cfg.diffusion.learn_sigma and cfg.diffusion.loss == "hybrid"
     assert cfg.sampler.name == "ddpm" and cfg.sampler.steps == 250 and cfg.guidance_scale == 7.0
 

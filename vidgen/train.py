@@ -21,6 +21,7 @@ import vidgen  # noqa: F401  (registers config resolvers)
 from vidgen.config.errors import ConfigError
 from vidgen.config.instantiate import instantiate_node as instantiate
 from vidgen.config.schema import validate_config
+from vidgen.data.num_classes import fill_num_classes
 from vidgen.lit.build import build_module, unsharded_copy
 from vidgen.lit.callbacks import forward_stop_signals
 from vidgen.lit.checkpoints import check_checkpoint, resolve_ckpt_path
@@ -38,6 +39,7 @@ warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\).*
 
 def train(cfg: DictConfig) -> dict[str, Any]:
     """Validate the config, build data + module + trainer, fit, write final samples. Returns a summary."""
+    fill_num_classes(cfg)  # data.num_classes: null -> counted from the data, before the model reads it
     validate_config(cfg)
     run_dir = Path(cfg.paths.run_dir)
     runs_root = Path(cfg.paths.output_root) / str(cfg.task_name) / "runs"

@@ -163,7 +163,6 @@ def test_video_folder_module_val_root_and_cap(ucf_tree: Path, tmp_path: Path) ->
         ({"val_fraction": 0.0}, "data.val_fraction"),
         ({"val_fraction": 0.99}, "data.val_fraction"),
         ({"frame_stride": 0}, "data.frame_stride"),
-        ({"batch_size": 10}, "data.batch_size"),
         ({"val_root": "/nonexistent/val"}, "data.val_root"),
     ],
 )
@@ -171,6 +170,12 @@ def test_video_folder_module_rejects_bad_values(ucf_tree: Path, kwargs: dict, ke
     with pytest.raises(ConfigError) as info:
         VideoFolderDataModule(root=ucf_tree, **{"num_workers": 0, "batch_size": 2, **kwargs})
     assert info.value.key == key
+
+
+def test_fewer_videos_than_a_batch_train_with_a_smaller_batch(ucf_tree: Path) -> None:
+    with pytest.warns(UserWarning, match=r"data.batch_size=10 but there are only 4 training videos"):
+        dm = VideoFolderDataModule(root=ucf_tree, num_workers=0, batch_size=10, val_fraction=0.2)
+    assert dm.batch_size == 4 and len(dm.train_dataloader()) == 1
 
 
 def test_video_folder_module_missing_or_empty_root(tmp_path: Path) -> None:

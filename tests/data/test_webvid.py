@@ -146,7 +146,6 @@ def test_split_without_val_csv_and_evaluation_clips(webvid: Path) -> None:
         ({"val_csv": "nowhere.csv"}, "data.val_csv"),
         ({"videos_dir": "clips"}, "data.videos_dir"),
         ({"channels": 1}, "data.channels"),
-        ({"batch_size": 8}, "data.batch_size"),
         ({"max_videos": 0}, "data.max_videos"),
         ({"val_csv": None, "val_fraction": 1.5}, "data.val_fraction"),
     ],
@@ -155,6 +154,36 @@ def test_bad_settings_name_the_key(webvid: Path, kwargs: dict, key: str) -> None
     with pytest.raises(ConfigError) as info:
         _module(webvid, **kwargs)
     assert info.value.key == key, str(info.value)
+
+
+@pytest.mark.parametrize("size", ["10M", "2M"])
+def test_the_2m_and_10m_csv_names_are_found_with_their_val_csv(webvid: Path, size: str) -> None:
+    (webvid / "results_test_train.csv").rename(webvid / f"results_{size}_train.csv")
+    (webvid / "results_test_val.csv").rename(webvid / f"results_{size}_val.csv")
+    data = _module(webvid, csv=None, val_csv="auto")
+    assert data.train_index.csv.name == f"results_{size}_train.csv"
+    assert data.val_index is not None and data.val_index.csv.name == f"results_{size}_val.csv"
+    (webvid / f"results_{size}_val.csv").unlink()  # no val CSV: val_fraction of the training CSV
+    data = _module(webvid, csv=None, val_csv="auto", val_fraction=0.34)
+    assert data.val_index is None and len(data.train_set) + len(data.val_set) == 4  # on disk
+
+
+def test_no_training_csv_lists_what_was_searched(webvid: Path) -> None:
+    (webvid / "results_test_train.csv").unlink()
+    with pytest.raises(ConfigError) as info:
+        _module(webvid, csv=None)
+    assert info.value.key == "data.csv"
+    message = str(info.value)
+    assert "results_10M_train.csv, results_2M_train.csv and results_*_train.csv" in message
+    assert "results_test_val.csv" in message and "data.csv=<file>" in message
+
+
+def test_fewer_videos_than_a_batch_shrink_the_batch(webvid: Path) -> None:
+    with pytest.warns(UserWarning, match="data.batch_size=8 but there are only 4 training videos"):
+        data = WebVidDataModule(
+            root=webvid, csv="results_test_train.csv", batch_size=8, num_workers=0, resolution=16
+        )
+    assert data.batch_size == 4
 
 
 def test_missing_root_and_no_video_on_disk_fail_clearly(webvid: Path, tmp_path: Path) -> None:

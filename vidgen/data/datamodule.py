@@ -14,6 +14,8 @@ batches carry ``K`` single frames of other clips after the clip's ``F`` frames (
 
 from __future__ import annotations
 
+import os
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -25,12 +27,44 @@ from torch.utils.data import DataLoader, Dataset
 
 from vidgen.config.checks import checked_frame_size, checked_int, checked_square_side
 from vidgen.config.errors import ConfigError
+from vidgen.data.bad_videos import BadVideoLog
 from vidgen.data.joint import JointImageFrames
 from vidgen.data.loader import ResumableDataLoader
 from vidgen.data.synthetic import SyntheticVideoDataset
+from vidgen.data.ucf101 import CLASS_INDEX, checked_split, folder_classes, split_by_lists
 from vidgen.data.video_folder import VIDEO_EXTENSIONS, VideoFolderDataset, list_videos
 
-__all__ = ["ClipDataModule", "SyntheticDataModule", "VideoFolderDataModule", "checked_int"]
+__all__ = [
+    "ClipDataModule",
+    "SyntheticDataModule",
+    "VideoFolderDataModule",
+    "capped_workers",
+    "checked_int",
+    "usable_cpus",
+]
+
+
+def usable_cpus() -> int:
+    """CPUs this process may run on: its affinity mask where the OS has one (a container or a SLURM
+    allocation can hold fewer than the machine), else ``os.cpu_count()``."""
+    if hasattr(os, "sched_getaffinity"):
+        return max(1, len(os.sched_getaffinity(0)))
+    return max(1, os.cpu_count() or 1)
+
+
+def capped_workers(num_workers: int) -> int:
+    """``num_workers`` capped at :func:`usable_cpus`, with a warning naming ``data.num_workers`` when capped
+    (more decoding processes than cores only adds switching and memory)."""
+    cpus = usable_cpus()
+    if num_workers <= cpus:
+        return num_workers
+    message = (
+        f"data.num_workers={num_workers} but this process can use {cpus} CPU cores: using {cpus} DataLoader "
+        f"workers (set data.num_workers={cpus} or lower to silence this)"
+    )
+    warnings.warn(message, stacklevel=3)
+    print(f"vidgen: warning: {message}")
+    return cpus
 
 
 class ClipDataModule(pl.LightningDataModule):
@@ -54,13 +88,38 @@ class ClipDataModule(pl.LightningDataModule):
         super().__init__()
         self.batch_size = checked_int("data.batch_size", batch_size)
         self.joint_image_frames = checked_int("data.joint_image_frames", joint_image_frames, minimum=0)
-        self.num_workers = checked_int("data.num_workers", num_workers, minimum=0)
+        self.num_workers = capped_workers(checked_int("data.num_workers", num_workers, minimum=0))
         self.seed = checked_int("data.seed", seed, minimum=0)
         self.val_batch_size = (
             self.batch_size if val_batch_size is None else checked_int("data.val_batch_size", val_batch_size)
         )
         self.drop_last = bool(drop_last)
         self.pin_memory = bool(pin_memory)
+        #: ``(path, reason)`` of videos the data's index names but the disk lacks (left out at construction)
+        self.missing_videos: list[tuple[str, str]] = []
+
+    def fitted_batch_size(self, num_train: int, what: str) -> int:
+        """The training batch size for ``num_train`` training videos (``what`` describes them): ``batch_size``,
+        or ``num_train`` with a warning naming ``data.batch_size`` when ``drop_last`` would leave no full
+        batch (a folder with fewer videos than a batch still trains)."""
+        if not self.drop_last or num_train >= self.batch_size:
+            return self.batch_size
+        message = (
+            f"data.batch_size={self.batch_size} but there are only {num_train} {what}: training with batches "
+            f"of {num_train} (set data.batch_size={num_train} or lower to silence this)"
+        )
+        warnings.warn(message, stacklevel=3)
+        return num_train
+
+    def attach_bad_video_log(self, log: BadVideoLog) -> None:
+        """Record bad videos in ``log`` (see :mod:`vidgen.data.bad_videos`): the missing ones found at
+        construction now, the unreadable and too-short ones as the splits meet them (every worker)."""
+        for path, reason in self.missing_videos:
+            log.record("missing", path, reason)
+        for dataset in (getattr(self, "train_set", None), getattr(self, "val_set", None)):
+            attach = getattr(dataset, "attach_bad_video_log", None)
+            if callable(attach):
+                attach(log)
 
     # ------------------------------------------------------------------------------------ description
     @property
@@ -267,8 +326,10 @@ class SyntheticDataModule(ClipDataModule):
 class VideoFolderDataModule(ClipDataModule):
     """Real videos from a folder tree (:class:`~vidgen.data.video_folder.VideoFolderDataset`).
 
-    The validation split is ``val_root`` when given, else a seeded ``val_fraction`` of the videos under
-    ``root`` (at least one video; random over files, so clips of one source may fall on both sides).
+    The validation split is UCF101's ``testlist0N.txt`` with ``split=N``, else ``val_root`` when given, else a
+    seeded ``val_fraction`` of the videos under ``root`` (at least one video; random over files, so clips of
+    one source may fall on both sides). With fewer training videos than ``batch_size`` the batch shrinks to
+    their number, with a warning naming ``data.batch_size``.
     Validation clips are centred, not flipped, and optionally capped at ``val_max_clips`` (a seeded
     subset).
 
@@ -281,7 +342,14 @@ class VideoFolderDataModule(ClipDataModule):
         val_fraction: share of ``root`` used for validation when there is no ``val_root``; in ``(0, 1)``.
         val_root: separate validation folder (same class folders).
         seed: split, training order and augmentation seed.
-        num_classes: optional check: the expected number of class folders (``None`` = whatever is found).
+        num_classes: ``None`` (default): read from the data (the classes of UCF101's ``classInd.txt`` when the
+            split lists are found, else the class folders); a number is checked against the data and a
+            mismatch fails naming ``data.num_classes``.
+        split: ``all`` (every video under ``root``; validation is ``val_root`` or a ``val_fraction``
+            hold-out) or UCF101's official split ``1`` / ``2`` / ``3`` (``trainlist0N.txt`` trains,
+            ``testlist0N.txt`` validates and gives the evaluation clips; :mod:`vidgen.data.ucf101`).
+        split_dir: UCF101's ``ucfTrainTestlist`` folder (relative to ``root`` or absolute); ``None``: looked
+            for in ``root`` and next to it.
         extensions: video file extensions.
         val_max_clips: cap on validation videos.
         val_batch_size, drop_last, pin_memory: loader options.
@@ -307,6 +375,8 @@ class VideoFolderDataModule(ClipDataModule):
         val_root: str | Path | None = None,
         seed: int = 0,
         num_classes: int | None = None,
+        split: str | int = "all",
+        split_dir: str | Path | None = None,
         extensions: Sequence[str] = VIDEO_EXTENSIONS,
         val_max_clips: int | None = None,
         val_batch_size: int | None = None,
@@ -321,8 +391,17 @@ class VideoFolderDataModule(ClipDataModule):
         self._check_rgb_root(channels, root, "video folders", "a folder of videos or frame folders")
         self.name = name
         extensions = tuple(str(e) for e in extensions)
+        split = checked_split(split)
         entries = list_videos(root, extensions, key="data.root")
-        if val_root is not None:
+        classes, lists = folder_classes(root, entries, bool(class_from_folder), split, split_dir)
+        eval_entries = entries
+        if lists is not None and split != "all":
+            if val_root is not None:
+                raise ConfigError("data.val_root", f"must be null with data.split={split} (testlist0{split})")
+            train_entries, val_entries, missing = split_by_lists(root, entries, lists)
+            self.missing_videos = [(path, f"listed in {lists.split_dir}, not on disk") for path in missing]
+            eval_entries = val_entries
+        elif val_root is not None:
             val_entries = list_videos(val_root, extensions, key="data.val_root")
             train_entries = entries
         else:
@@ -331,25 +410,26 @@ class VideoFolderDataModule(ClipDataModule):
             keep = np.random.default_rng([self.seed, 3]).permutation(len(val_entries))[:val_max_clips]
             val_entries = [val_entries[i] for i in sorted(keep.tolist())]
 
-        classes: list[str] | None = None
-        if class_from_folder:
-            classes = sorted({e.group for e in train_entries if e.group})
+        if classes is not None:
             stray = [e for e in val_entries if e.group not in classes]
             if stray:
                 key = "data.val_root" if val_root is not None else "data.root"
                 raise ConfigError(key, f"'{stray[0].path}' is not in a known class folder {classes}")
         found = len(classes) if classes is not None else 0
         if num_classes is not None and int(num_classes) != found:
+            source = (
+                f"'{lists.split_dir / CLASS_INDEX}' lists {found} classes"
+                if lists is not None
+                else f"{found} class folders were found under '{root}'"
+                + ("" if class_from_folder else " (data.class_from_folder is false)")
+            )
             raise ConfigError(
                 "data.num_classes",
-                f"is {num_classes} but {found} class folders were found under '{root}'"
-                + ("" if class_from_folder else " (class_from_folder is false)"),
+                f"is {num_classes} but {source}; set data.num_classes=null to read it from the data "
+                f"(or data.num_classes={found})",
             )
-        if self.drop_last and len(train_entries) < self.batch_size:
-            raise ConfigError(
-                "data.batch_size",
-                f"{len(train_entries)} training videos under '{root}' make no full batch of {self.batch_size}",
-            )
+        self.split, self.split_lists = split, lists
+        self.batch_size = self.fitted_batch_size(len(train_entries), f"training videos under '{root}'")
         common = {
             "root": root,
             "num_frames": checked_int("data.num_frames", num_frames),
@@ -361,12 +441,32 @@ class VideoFolderDataModule(ClipDataModule):
             "classes": classes,
             "probe": bool(probe),
         }
-        self._common, self._all_entries = common, entries
+        self._common, self._all_entries = common, eval_entries
         self.train_set = VideoFolderDataset(
             entries=train_entries, hflip=bool(hflip), random_offset=True, **common
         )
         self.val_set = VideoFolderDataset(entries=val_entries, hflip=False, random_offset=False, **common)
         self.training_dataset()  # checks joint_image_frames against the training split
+
+    @staticmethod
+    def count_classes(
+        root: str | Path | None = None,
+        class_from_folder: bool = False,
+        split: str | int = "all",
+        split_dir: str | Path | None = None,
+        extensions: Sequence[str] = VIDEO_EXTENSIONS,
+    ) -> int:
+        """The number of classes a module built with these keys has (``data.num_classes: null``): the
+        classes of UCF101's ``classInd.txt`` when found, else the class folders under ``root``; 0 without
+        ``class_from_folder``. Lists the files, decodes nothing."""
+        if not class_from_folder:
+            checked_split(split)
+            return 0
+        if root is None or str(root).strip() == "":
+            raise ConfigError("data.root", "is not set; expected a folder of class folders of videos")
+        entries = list_videos(root, tuple(str(e) for e in extensions), key="data.root")
+        classes, _ = folder_classes(root, entries, True, checked_split(split), split_dir)
+        return len(classes or [])
 
     @property
     def num_classes(self) -> int:
@@ -381,7 +481,7 @@ class VideoFolderDataModule(ClipDataModule):
 
     def evaluation_dataset(self, num_clips: int) -> VideoFolderDataset:
         """``num_clips`` real clips for evaluation metrics, from every video under ``root`` (Latte uses UCF101's
-        train and test videos): a seeded permutation of the videos, repeated if more clips than videos are
+        train and test videos) or, with ``split=N``, from ``testlist0N.txt``'s: a seeded permutation of the videos, repeated if more clips than videos are
         asked for (repeats get other seeded offsets); no flips."""
         order = np.random.default_rng([self.seed, 11]).permutation(len(self._all_entries))
         entries = [self._all_entries[i] for i in np.resize(order, checked_int("num_clips", num_clips))]

@@ -25,6 +25,7 @@ from torch.utils.data import Dataset
 
 from vidgen.config.checks import checked_frame_size
 from vidgen.config.errors import ConfigError
+from vidgen.data.bad_videos import BadVideoLog
 from vidgen.io.video import VideoReadError, count_frames, read_image, read_video
 
 __all__ = [
@@ -150,10 +151,13 @@ class VideoFolderDataset(Dataset):
     repeating their last frame. ``hflip`` mirrors a clip with probability 1/2, drawn from the same seed.
 
     Unreadable or corrupt videos are never dropped silently: with ``probe=True`` every video is opened at
-    construction and the failures are left out with one warning giving their count and first names (see
-    ``probe_failures``); at read time a failing video is counted in ``num_failed_reads`` (per process: each
-    DataLoader worker counts its own), named in a warning, and the next index is returned instead (so the
-    item's ``"index"`` is the index actually read).
+    construction, the failures are left out with one warning giving their count and first names (see
+    ``probe_failures``) and videos shorter than a clip's span are counted in a second warning; at read time a
+    failing video is counted in ``num_failed_reads`` (per process: each DataLoader worker counts its own) and
+    the next index is returned instead (so the item's ``"index"`` is the index actually read). Standalone, each
+    failed read warns; with a :class:`~vidgen.data.bad_videos.BadVideoLog` attached
+    (:meth:`attach_bad_video_log`, done by training) unreadable and too-short videos are recorded there
+    instead, merged over all workers and reported once per epoch.
 
     Args:
         root: folder to walk (ignored when ``entries`` is given, except in messages).
@@ -219,12 +223,32 @@ class VideoFolderDataset(Dataset):
                 )
         self._frame_counts: dict[int, int] = {}
         self.probe_failures: list[str] = []
+        self.probe_unreadable: list[tuple[str, str]] = []
         if probe:
             self._probe()
         lookup = {name: i for i, name in enumerate(self.class_names)}
         self._labels = [lookup[e.group] for e in self.entries] if self.class_from_folder else []
         self.num_failed_reads = 0
         self.failed_paths: list[str] = []
+        #: where bad videos are recorded across processes (set by the data module); None: warn per read
+        self.bad_video_log: BadVideoLog | None = None
+
+    @property
+    def span(self) -> int:
+        """Frames one clip covers: ``(num_frames - 1) * frame_stride + 1``; a video with fewer is too short."""
+        return (self.num_frames - 1) * self.frame_stride + 1
+
+    def attach_bad_video_log(self, log: BadVideoLog | None) -> None:
+        """Record unreadable and too-short videos in ``log`` (instead of a warning per failed read) and put
+        what ``probe`` found there."""
+        self.bad_video_log = log
+        if log is None:
+            return
+        for path, reason in self.probe_unreadable:
+            log.record("unreadable", path, reason)
+        for index, count in self._frame_counts.items():
+            if count < self.span:
+                log.record("too_short", self.entries[index].path, f"{count} frames < {self.span}")
 
     # ------------------------------------------------------------------------------------------- info
     @property
@@ -259,9 +283,18 @@ class VideoFolderDataset(Dataset):
                     raise VideoReadError(entry.path, "no frames")
             except (VideoReadError, OSError) as error:
                 self.probe_failures.append(f"{entry.path} ({error})")
+                self.probe_unreadable.append((str(entry.path), str(error)))
                 continue
             self._frame_counts[len(kept)] = count
             kept.append(entry)
+        short = sum(1 for count in self._frame_counts.values() if count < self.span)
+        if short:
+            warnings.warn(
+                f"VideoFolderDataset: {short} of {len(kept)} readable videos under '{self.root}' have fewer than "
+                f"{self.span} frames (num_frames={self.num_frames}, frame_stride={self.frame_stride}); their "
+                "clips repeat the last frame",
+                stacklevel=3,
+            )
         if self.probe_failures:
             shown = "; ".join(self.probe_failures[:5])
             warnings.warn(
@@ -300,6 +333,8 @@ class VideoFolderDataset(Dataset):
         available = self._frame_counts.get(index)
         if available is None:
             available = self._num_available(entry)
+        if available < self.span and self.bad_video_log is not None:
+            self.bad_video_log.record("too_short", entry.path, f"{available} frames < {self.span}")
         indices = clip_frame_indices(
             available, self.num_frames, self.frame_stride, rng if self.random_offset else None
         )
@@ -311,6 +346,9 @@ class VideoFolderDataset(Dataset):
     def _note_failed_read(self, entry: VideoEntry, error: Exception) -> None:
         self.num_failed_reads += 1
         self.failed_paths.append(str(entry.path))
+        if self.bad_video_log is not None:  # reported once per epoch by vidgen.data.bad_videos.BadVideoReport
+            self.bad_video_log.record("unreadable", entry.path, str(error))
+            return
         warnings.warn(
             f"VideoFolderDataset: skipping unreadable video ({error}); "
             f"{self.num_failed_reads} failed reads so far in this process",

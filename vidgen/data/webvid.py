@@ -4,8 +4,8 @@ WebVid is distributed as CSV files of Shutterstock preview URLs; the videos are 
 CSV columns are ``videoid, contentUrl, duration, page_dir, name`` (``name`` is the caption). The layout this
 module reads is the one WebVid's own download script (github.com/m-bain/webvid, ``download.py``) writes::
 
-    <root>/results_10M_train.csv               (or results_2M_train.csv, ...: data.csv)
-    <root>/results_10M_val.csv                 (data.val_csv; optional)
+    <root>/results_10M_train.csv               (or results_2M_train.csv: found when data.csv is null)
+    <root>/results_10M_val.csv                 (or results_2M_val.csv: data.val_csv=auto; optional)
     <root>/videos/<page_dir>/<videoid>.mp4     (data.videos_dir = videos)
 
 Rows without a ``page_dir`` are skipped, as that script skips them. Only ``videoid``, ``page_dir`` and
@@ -53,8 +53,13 @@ __all__ = [
     "WebVidDataset",
     "WebVidEntry",
     "WebVidIndex",
+    "find_train_csv",
+    "find_val_csv",
     "read_webvid_csv",
 ]
+
+#: training CSVs looked for when ``data.csv`` is null, in this order (then any ``results_*_train.csv``)
+TRAIN_CSV_NAMES = ("results_10M_train.csv", "results_2M_train.csv")
 
 #: the CSV columns read (the caption is ``name``)
 WEBVID_COLUMNS = ("videoid", "page_dir", "name")
@@ -105,6 +110,50 @@ class WebVidIndex:
 def _resolve(root: Path, value: str | Path) -> Path:
     path = Path(value).expanduser()
     return path if path.is_absolute() else root / path
+
+
+def find_train_csv(root: Path, csv: str | Path | None) -> Path:
+    """The training CSV: ``csv`` (relative to ``root`` or absolute) when set, else the first of
+    :data:`TRAIN_CSV_NAMES` in ``root``, else the only ``results_*_train.csv`` there.
+
+    Raises:
+        ConfigError: (``data.csv``) none found (the message lists what was searched), or several candidates.
+    """
+    if csv is not None and str(csv).strip() != "":
+        return _resolve(root, csv)
+    for name in TRAIN_CSV_NAMES:
+        if (root / name).is_file():
+            return root / name
+    others = sorted(root.glob("results_*_train.csv"))
+    if len(others) == 1:
+        return others[0]
+    if others:
+        raise ConfigError(
+            "data.csv", f"several training CSVs in '{root}': {[p.name for p in others]}; set data.csv to one"
+        )
+    present = sorted(p.name for p in root.glob("*.csv"))
+    raise ConfigError(
+        "data.csv",
+        f"no WebVid training CSV in '{root}': looked for {', '.join(TRAIN_CSV_NAMES)} and results_*_train.csv"
+        f" (CSV files there: {present or 'none'}); set data.csv=<file> (columns videoid, contentUrl, "
+        "duration, page_dir, name)",
+    )
+
+
+def find_val_csv(root: Path, train_csv: Path, val_csv: str | Path | None) -> Path | None:
+    """The validation CSV: ``auto`` gives the training CSV's sibling with ``_train`` -> ``_val``
+    (``results_2M_val.csv`` for ``results_2M_train.csv``) when it exists, else None (hold out
+    ``val_fraction``); None or ``""`` gives None; any other value is that file (relative to ``root`` or
+    absolute; a missing one fails later naming ``data.val_csv``)."""
+    if val_csv is None or str(val_csv).strip() == "":
+        return None
+    if str(val_csv).strip().lower() != "auto":
+        return _resolve(root, val_csv)
+    head, found, tail = train_csv.name.rpartition("_train")
+    if not found:
+        return None
+    sibling = train_csv.with_name(f"{head}_val{tail}")
+    return sibling if sibling.is_file() else None
 
 
 def read_webvid_csv(
@@ -215,14 +264,17 @@ class WebVidDataset(VideoFolderDataset):
 class WebVidDataModule(ClipDataModule):
     """WebVid text-video pairs (see the module docstring for the layout), for text-conditional training.
 
-    The validation split is ``val_csv`` when given (WebVid's own ``results_*_val.csv``), else a seeded
-    ``val_fraction`` of the training CSV's videos. Validation clips are centred and not flipped; evaluation
+    The validation split is ``val_csv`` when given or found (WebVid's own ``results_*_val.csv``), else a
+    seeded ``val_fraction`` of the training CSV's videos. Validation clips are centred and not flipped; evaluation
     draws its real clips and its captions from the validation split.
 
     Args:
         root: the WebVid folder (the download script's ``data_dir``).
-        csv: training CSV, relative to ``root`` or absolute.
-        val_csv: validation CSV (relative to ``root`` or absolute); None: split ``csv``.
+        csv: training CSV, relative to ``root`` or absolute; None: ``results_10M_train.csv``, else
+            ``results_2M_train.csv``, else the one ``results_*_train.csv`` found in ``root``
+            (:func:`find_train_csv`).
+        val_csv: validation CSV (relative to ``root`` or absolute); ``auto``: the training CSV's ``_val``
+            sibling when it exists, else none; None: hold out ``val_fraction`` of ``csv``.
         videos_dir: the videos folder, relative to ``root`` or absolute (``videos``).
         num_frames, frame_stride, resolution: clip sampling (see
             :class:`~vidgen.data.video_folder.VideoFolderDataset`).
@@ -241,8 +293,8 @@ class WebVidDataModule(ClipDataModule):
     def __init__(
         self,
         root: str | Path | None = None,
-        csv: str | Path = "results_10M_train.csv",
-        val_csv: str | Path | None = "results_10M_val.csv",
+        csv: str | Path | None = None,
+        val_csv: str | Path | None = "auto",
         videos_dir: str | Path = "videos",
         name: str = "webvid",
         num_frames: int = 16,
@@ -282,10 +334,12 @@ class WebVidDataModule(ClipDataModule):
             )
         if max_videos is not None:
             max_videos = checked_int("data.max_videos", max_videos)
+        train_csv = find_train_csv(self.root, csv)
+        val_csv = find_val_csv(self.root, train_csv, val_csv)
         self.train_index = read_webvid_csv(
-            _resolve(self.root, csv), self.videos_root, bool(check_files), max_videos, key="data.csv"
+            train_csv, self.videos_root, bool(check_files), max_videos, key="data.csv"
         )
-        if val_csv is not None and str(val_csv).strip() != "":
+        if val_csv is not None:
             self.val_index: WebVidIndex | None = read_webvid_csv(
                 _resolve(self.root, val_csv), self.videos_root, bool(check_files), None, key="data.val_csv"
             )
@@ -293,14 +347,15 @@ class WebVidDataModule(ClipDataModule):
         else:
             self.val_index = None
             train_entries, val_entries = self._split(self.train_index.entries, val_fraction, "data.val_csv")
+        for index in (self.train_index, self.val_index):
+            if index is not None:
+                self.missing_videos += [
+                    (path, f"a row of {index.csv}, not on disk") for path in index.missing
+                ]
         if val_max_clips is not None and checked_int("data.val_max_clips", val_max_clips) < len(val_entries):
             keep = np.random.default_rng([self.seed, 3]).permutation(len(val_entries))[:val_max_clips]
             val_entries = [val_entries[i] for i in sorted(keep.tolist())]
-        if self.drop_last and len(train_entries) < self.batch_size:
-            raise ConfigError(
-                "data.batch_size",
-                f"{len(train_entries)} training videos make no full batch of {self.batch_size}",
-            )
+        self.batch_size = self.fitted_batch_size(len(train_entries), f"training videos in '{csv}'")
         self._common = {
             "root": self.videos_root,
             "num_frames": checked_int("data.num_frames", num_frames),
