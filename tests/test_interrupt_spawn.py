@@ -3,8 +3,9 @@
 A cluster pre-empts a job by sending SIGTERM to the process it launched (here the launching process, whose
 workers run the fit), or to every process of the job. Expected: every rank finishes the same optimizer step,
 every rank takes part in writing ``checkpoints/last.ckpt`` (under fsdp_spawn a folder with one shard per rank
-and ``meta.pt``: a collective), the launching process exits with 0 and the "Stopped early. Resume with"
-message, and ``ckpt_path=last`` resumes from that step to ``max_steps``.
+and ``meta.pt``: a collective), the launching process exits with 143 (128 + SIGTERM: stopped, not crashed)
+and the "Stopped early ... Resume with" message, and that command resumes from that step to ``max_steps``
+in the same run directory.
 
 Each test starts the 2-process run as a subprocess, waits for the checkpoint of step 2 (so training is under
 way), sends SIGTERM, then resumes in the same run directory. Per-rank records (:class:`StopRecorder`, pickled
@@ -26,7 +27,7 @@ import pytest
 import torch
 
 from tests.conftest import REPO_ROOT, TINY
-from tests.test_cli import ENV, run_module
+from tests.test_cli import ENV, run_resume_command
 from vidgen.lit.build import read_checkpoint
 
 pytestmark = pytest.mark.multiprocess  # two spawned runs of two processes each: ~30-40 s per test on 2 cores
@@ -111,9 +112,11 @@ def _interrupt(trainer: str, run_dir: Path, ranks: Path, whole_group: bool = Fal
 
 
 def _check_stopped_together(run_dir: Path, ranks: Path, rc: int, stdout: str, stderr: str) -> int:
-    """The launching process exited cleanly; both ranks stopped after the step the checkpoint holds."""
-    assert rc == 0, stderr[-3000:]
-    assert "Stopped early. Resume with" in stdout, stdout[-2000:]
+    """The launching process exited with the status of a SIGTERM stop (143, not a crash's 1); both ranks
+    stopped after the step the checkpoint holds."""
+    assert rc == 143, stderr[-3000:]
+    assert "Stopped early by SIGTERM after step" in stdout and "(exit status 143)" in stdout, stdout[-2000:]
+    assert f"hydra.run.dir={run_dir} ckpt_path=last" in stdout, stdout[-2000:]
     assert "SIGTERM: finishing this step" in stderr + stdout
     last = run_dir / "checkpoints" / "last.ckpt"
     assert _written(last), stderr[-3000:]
@@ -146,13 +149,13 @@ def test_sigterm_to_the_launching_process_checkpoints_all_ranks_and_resumes(
         for key, value in rank0["weights"].items():
             assert torch.equal(value, rank1["weights"][key]) and torch.equal(value, state[key]), key
 
-    # resume in the same run directory: continues from the interrupted step to max_steps
+    # the printed command resumes in the same run directory: from the interrupted step to max_steps
     resumed = tmp_path / "resumed_ranks"
-    result = run_module(
-        "vidgen.train", _args(trainer, run_dir, resumed, f"trainer.max_steps={step + 2}", "ckpt_path=last")
+    result = run_resume_command(
+        stdout, f"trainer.max_steps={step + 2}", f"callbacks.recorder.out_dir={resumed}"
     )
     assert result.returncode == 0, result.stderr[-3000:]
-    assert "Resuming from" in result.stdout and "Stopped early" not in result.stdout
+    assert f"Resuming from {last}" in result.stdout and "Stopped early" not in result.stdout
     assert read_checkpoint(last)["global_step"] == step + 2
     assert all(r["steps"] == [step, step + 1] for r in _records(resumed))
 

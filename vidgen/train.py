@@ -7,14 +7,18 @@ curves and sample videos), sample .mp4 files (.png images for one-frame models) 
 
 from __future__ import annotations
 
+import shlex
+import signal
 import sys
 import time
 import warnings
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import hydra
 import lightning as L
+from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
 import vidgen  # noqa: F401  (registers config resolvers)
@@ -23,7 +27,7 @@ from vidgen.config.instantiate import instantiate_node as instantiate
 from vidgen.config.schema import validate_config
 from vidgen.data.num_classes import fill_num_classes
 from vidgen.lit.build import build_module, unsharded_copy
-from vidgen.lit.callbacks import forward_stop_signals
+from vidgen.lit.callbacks import InterruptCheckpoint, forward_stop_signals, interrupted_exit_code
 from vidgen.lit.checkpoints import check_checkpoint, resolve_ckpt_path
 from vidgen.lit.cpu_precision import cpu_has_bf16_matmul, slow_bf16_warning
 from vidgen.lit.final_outputs import evaluate_at_end, write_final_samples
@@ -73,10 +77,13 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         print(f"Resuming from {ckpt_path}")
     start = time.perf_counter()
     with relaunch_only_this_job(trainer):
-        with forward_stop_signals(trainer):  # spawn strategies: SIGTERM / Ctrl-C reach the workers
+        # spawn strategies: SIGTERM / Ctrl-C reach the workers; `received` says which one came
+        with forward_stop_signals(trainer) as received:
             trainer.fit(module, datamodule=datamodule, ckpt_path=str(ckpt_path) if ckpt_path else None)
         seconds = time.perf_counter() - start
-        return _finish_run(trainer, module, datamodule, callbacks, cfg, run_dir, resolved, seconds)
+        return _finish_run(
+            trainer, module, datamodule, callbacks, cfg, run_dir, resolved, seconds, received.signum
+        )
 
 
 def _finish_run(
@@ -88,8 +95,14 @@ def _finish_run(
     run_dir: Path,
     resolved: dict,
     seconds: float,
+    launcher_signal: int | None = None,
 ) -> dict[str, Any]:
-    """After fit: collect the summary; on rank 0 write the final samples and run the evaluation."""
+    """After fit: collect the summary; on rank 0 write the final samples and run the evaluation.
+
+    An interrupted fit writes nothing more: it prints the command that resumes it and puts the exit status
+    (:func:`interrupted_exit_code` of the stop signal; ``launcher_signal``: the one the launching process of
+    a spawn strategy received, whose workers always get SIGTERM) into the summary as ``exit_code``.
+    """
     results = read_fit_results(trainer, callbacks)  # ddp_spawn: rank 0's, from the worker processes
     checkpoints = run_dir / "checkpoints"
     summary: dict[str, Any] = {
@@ -100,9 +113,19 @@ def _finish_run(
         "train_seconds": seconds,
         "interrupted": results.interrupted,
         "metrics": results.metrics,
+        "exit_code": 0,
     }
     if results.interrupted:
-        print(f"Stopped early. Resume with: python -m vidgen.train ckpt_path={checkpoints / 'last.ckpt'}")
+        signum = launcher_signal or results.stop_signal or signal.SIGTERM
+        summary["exit_code"] = interrupted_exit_code(signum)
+        if trainer.is_global_zero:
+            command = resume_command(
+                run_dir, _interrupt_checkpoint(callbacks, checkpoints), _task_overrides()
+            )
+            print(
+                f"Stopped early by {signal.Signals(signum).name} after step {results.global_step} (exit status "
+                f"{summary['exit_code']}). Resume with: {command}"
+            )
         return summary
     if module.is_sharded:
         # FSDP with processes started outside fit (torchrun / SLURM / script re-launch): every rank is here
@@ -124,12 +147,50 @@ def _finish_run(
     return summary
 
 
+def _interrupt_checkpoint(callbacks: list[L.Callback], checkpoints: Path) -> Path:
+    """Where the :class:`InterruptCheckpoint` callback wrote the checkpoint (``checkpoints/last.ckpt``)."""
+    for callback in callbacks:
+        if isinstance(callback, InterruptCheckpoint):
+            return callback.ckpt_path
+    return checkpoints / "last.ckpt"
+
+
+def _task_overrides() -> list[str]:
+    """The command line's overrides of this job (Hydra's ``overrides.task``); [] outside ``hydra.main``."""
+    if not HydraConfig.initialized():
+        return []
+    return [str(item) for item in HydraConfig.get().overrides.task]
+
+
+#: overrides that :func:`resume_command` sets itself
+_RESUME_KEYS = ("ckpt_path", "hydra.run.dir")
+
+
+def resume_command(run_dir: Path, checkpoint: Path, overrides: Sequence[str]) -> str:
+    """The command that continues an interrupted run in the same run directory: the run's own overrides
+    (without ``ckpt_path`` / ``hydra.run.dir``), ``hydra.run.dir=<run_dir>`` (the run directory, absolute)
+    and ``ckpt_path=last`` (:func:`~vidgen.lit.checkpoints.resolve_ckpt_path` takes that directory's
+    ``checkpoints/last.ckpt`` first), or the checkpoint's path when it was written elsewhere."""
+    run_dir = Path(run_dir).absolute()
+    kept = [item for item in overrides if item.split("=", 1)[0].lstrip("+~") not in _RESUME_KEYS]
+    checkpoint = Path(checkpoint).absolute()
+    ckpt = "last" if checkpoint == run_dir / "checkpoints" / "last.ckpt" else str(checkpoint)
+    return shlex.join(
+        ["python", "-m", "vidgen.train", *kept, f"hydra.run.dir={run_dir}", f"ckpt_path={ckpt}"]
+    )
+
+
 @hydra.main(config_path=CONFIG_DIR, config_name="train", version_base="1.3")
 def main(cfg: DictConfig) -> float | None:
-    """Hydra entry: train; return the sweeper's objective (:func:`objective_value`) on rank 0 (exit 2 on a
-    config error)."""
+    """Hydra entry: train; return the sweeper's objective (:func:`objective_value`) on rank 0.
+
+    Exit status: 0 done; 2 a config error; 130 (Ctrl-C) or 143 (SIGTERM) stopped by the signal after writing
+    the checkpoint that resumes it (:func:`interrupted_exit_code`); 1 any other failure (a crash).
+    """
     try:
         summary = train(cfg)
+        if summary["exit_code"]:
+            raise SystemExit(summary["exit_code"])
         if summary["global_rank"] != 0:
             return None  # ranks started by ddp / fsdp / SLURM: only rank 0 evaluates and reports
         return objective_value(summary, cfg.get("optimized_metric"))

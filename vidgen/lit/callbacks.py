@@ -36,6 +36,13 @@ from lightning.pytorch.utilities.exceptions import SIGTERMException
 _HANDLED_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 
+def interrupted_exit_code(signum: int) -> int:
+    """The exit status of a run stopped by signal ``signum`` after writing its checkpoint: ``128 + signum``,
+    the shell's convention (130 after Ctrl-C, 143 after SIGTERM), distinct from a crash (1) and a config
+    error (2), so that a scheduler's script can requeue a pre-empted job and not a failed one."""
+    return 128 + int(signum)
+
+
 def _in_main_thread() -> bool:
     return threading.current_thread() is threading.main_thread()
 
@@ -59,6 +66,8 @@ class InterruptCheckpoint(L.Callback):
         self.dirpath = Path(dirpath)
         self.filename = filename
         self.interrupted = False
+        # the first stop signal received (signal.SIGINT / SIGTERM), None while none came
+        self.stop_signal: int | None = None
         self._stop_requested = False
         self._sigint_received = False
         self._previous_handlers: dict[int, Any] = {}
@@ -90,6 +99,7 @@ class InterruptCheckpoint(L.Callback):
         if self._stop_requested:
             return
         self._stop_requested = True
+        self.stop_signal = int(signum)
         rank_zero_info(message)
         # trainer=ddp / fsdp started by re-running the command: this is rank 0, it passes SIGTERM on to the
         # other ranks (their own InterruptCheckpoint handles it). Under ddp_spawn the workers' launcher holds
@@ -117,6 +127,7 @@ class InterruptCheckpoint(L.Callback):
         # loop; Lightning puts back the handlers of before fit when it tears down (also after an exception)
         self._trainer = trainer
         self._stop_requested = self._sigint_received = self.interrupted = False
+        self.stop_signal = None
         self._install_handlers()
 
     def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
@@ -143,6 +154,7 @@ class InterruptCheckpoint(L.Callback):
     ) -> None:
         # SIGTERM before training started, while Lightning's handler was in place (single process)
         if isinstance(exception, SIGTERMException) and not self.interrupted:
+            self.stop_signal = int(signal.SIGTERM)
             self._save(trainer)
         self._restore_handlers()
         self._trainer = None
@@ -153,8 +165,15 @@ class InterruptCheckpoint(L.Callback):
         rank_zero_info(f"Interrupted at step {trainer.global_step}: checkpoint written to {self.ckpt_path}")
 
 
+class ReceivedSignal:
+    """What :func:`forward_stop_signals` yields: the first stop signal the launching process received."""
+
+    def __init__(self) -> None:
+        self.signum: int | None = None
+
+
 @contextlib.contextmanager
-def forward_stop_signals(trainer: L.Trainer) -> Iterator[None]:
+def forward_stop_signals(trainer: L.Trainer) -> Iterator[ReceivedSignal]:
     """Around ``trainer.fit`` in the launching process: pass SIGTERM and Ctrl-C on to spawned workers.
 
     With the spawn strategies (``ddp_spawn``, ``fsdp_spawn``) the fit runs in worker processes while the
@@ -165,13 +184,16 @@ def forward_stop_signals(trainer: L.Trainer) -> Iterator[None]:
     results come back, ``train`` reports the interruption). A second Ctrl-C aborts. A no-op for other
     strategies (there the training process handles the signals itself), without an
     :class:`InterruptCheckpoint`, or outside the main thread.
+
+    Yields a :class:`ReceivedSignal`: the workers always get SIGTERM, this says whether it was a Ctrl-C.
     """
     from lightning.pytorch.strategies.launchers.multiprocessing import _MultiProcessingLauncher
 
     launcher = getattr(trainer.strategy, "launcher", None)
     has_callback = any(isinstance(c, InterruptCheckpoint) for c in trainer.callbacks)
+    received = ReceivedSignal()
     if not (isinstance(launcher, _MultiProcessingLauncher) and has_callback and _in_main_thread()):
-        yield
+        yield received
         return
 
     state = {"sigint": False, "forwarded": False, "active": True}
@@ -195,6 +217,7 @@ def forward_stop_signals(trainer: L.Trainer) -> Iterator[None]:
         if state["forwarded"]:
             return
         state["forwarded"] = True
+        received.signum = int(signum)
         if launcher.procs:
             launcher.kill(signal.SIGTERM)
         else:
@@ -207,7 +230,7 @@ def forward_stop_signals(trainer: L.Trainer) -> Iterator[None]:
             signal.signal(signum, handler if handler is not None else signal.SIG_DFL)
 
     try:
-        yield
+        yield received
     finally:
         state["active"] = False
         restore()

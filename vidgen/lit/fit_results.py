@@ -3,6 +3,7 @@ interrupted, and the logged metrics, also when the fit ran in spawned worker pro
 
 from __future__ import annotations
 
+import signal
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -23,14 +24,21 @@ class FitResults:
     global_step: int
     interrupted: bool
     metrics: dict[str, float] = field(default_factory=dict)
+    # the signal that stopped the fit (signal.SIGINT / SIGTERM as received by the training process), or None
+    stop_signal: int | None = None
 
 
-def _interrupted(callbacks: Sequence[L.Callback]) -> bool:
-    return any(isinstance(c, InterruptCheckpoint) and c.interrupted for c in callbacks)
+def _stop_signal(callbacks: Sequence[L.Callback]) -> int:
+    """The signal number that made an :class:`InterruptCheckpoint` stop the fit (SIGTERM when it stopped
+    without recording one); 0 when the fit was not interrupted."""
+    for callback in callbacks:
+        if isinstance(callback, InterruptCheckpoint) and callback.interrupted:
+            return int(callback.stop_signal or signal.SIGTERM)
+    return 0
 
 
 class ReportFitResults(L.Callback):
-    """Put the final step and the interrupt flag into ``trainer.callback_metrics`` at the end of fit.
+    """Put the final step and the interrupt flag (the stop signal's number, 0: none) into ``trainer.callback_metrics`` at the end of fit.
 
     With ``strategy=ddp_spawn`` the fit runs in worker processes and Lightning copies back to the launching
     process only rank 0's weights and ``callback_metrics``, not the loop state or the callbacks; this makes
@@ -39,7 +47,7 @@ class ReportFitResults(L.Callback):
 
     def on_fit_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         trainer.callback_metrics[_STEP_KEY] = torch.tensor(float(trainer.global_step))
-        trainer.callback_metrics[_INTERRUPTED_KEY] = torch.tensor(float(_interrupted(trainer.callbacks)))
+        trainer.callback_metrics[_INTERRUPTED_KEY] = torch.tensor(float(_stop_signal(trainer.callbacks)))
 
 
 def read_fit_results(trainer: L.Trainer, callbacks: Sequence[L.Callback]) -> FitResults:
@@ -47,5 +55,7 @@ def read_fit_results(trainer: L.Trainer, callbacks: Sequence[L.Callback]) -> Fit
     strategies' rank 0), else this process's trainer and ``callbacks``."""
     metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
     global_step = int(metrics.pop(_STEP_KEY, trainer.global_step))
-    interrupted = bool(metrics.pop(_INTERRUPTED_KEY, 0.0)) or _interrupted(callbacks)
-    return FitResults(global_step=global_step, interrupted=interrupted, metrics=metrics)
+    signum = int(metrics.pop(_INTERRUPTED_KEY, 0.0)) or _stop_signal(callbacks)
+    return FitResults(
+        global_step=global_step, interrupted=bool(signum), metrics=metrics, stop_signal=signum or None
+    )
