@@ -55,6 +55,11 @@ def build_metrics(
         raise ConfigError("metrics", "no metrics chosen; e.g. metrics=[fvd,fid] or metrics=synthetic")
     metrics = {}
     for name, metric_cfg in node.items():
+        if not hasattr(metric_cfg, "keys") or "_target_" not in metric_cfg:
+            raise ConfigError(
+                f"metrics.{name}",
+                "is not a metric (no _target_): a key set for a metric that metrics=[...] did not choose?",
+            )
         kwargs: dict[str, Any] = {}
         if "device" in metric_cfg and metric_cfg.device in (None, "auto"):
             kwargs["device"] = str(device)

@@ -14,18 +14,16 @@ import torch
 
 from vidgen.metrics.base import VideoMetric
 from vidgen.metrics.stats_cache import StatsCache
-from vidgen.metrics.weights import WeightFile
+from vidgen.metrics.weights import WeightFile, check_weight_files
 
 Batch = dict[str, Any]
 
 
 def check_required_files(metrics: dict[str, VideoMetric]) -> list[WeightFile]:
-    """Check every weight file of every metric (raises ``MissingWeightsError`` on the first missing one)."""
-    files = []
-    for metric in metrics.values():
-        for weight in metric.required_files():
-            weight.check()
-            files.append(weight)
+    """Check every weight file of every metric; a ``MissingWeightsError`` lists every missing or wrong file
+    of all of them at once (absolute paths, the metrics, the folders searched)."""
+    files = [weight for metric in metrics.values() for weight in metric.required_files()]
+    check_weight_files(files)
     return files
 
 

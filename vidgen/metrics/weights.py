@@ -42,28 +42,83 @@ class WeightFile:
         folder = os.environ.get(WEIGHTS_ENV)
         return Path(folder) / path if folder else path
 
-    def check(self, verify_hash: bool = True) -> Path:
-        """Return the resolved path, or raise :class:`MissingWeightsError` naming file, metric and contents."""
+    def searched(self) -> list[Path]:
+        """Every absolute place :meth:`resolve` looks for the file: ``path`` as given (relative to the working
+        directory), then under ``$VIDGEN_WEIGHTS`` when the path is relative and that variable is set."""
+        path = Path(self.path).expanduser()
+        places = [path.absolute()]
+        folder = os.environ.get(WEIGHTS_ENV)
+        if folder and not path.is_absolute():
+            places.append((Path(folder).expanduser() / path).absolute())
+        return places
+
+    def problem(self, verify_hash: bool = True) -> str | None:
+        """What is wrong with the file (``None``: it is there and, where known, of the expected size and
+        sha256): one line that names the metric, the file's absolute path and what the file is."""
         path = self.resolve()
+        where = f"metric '{self.metric}': '{path.absolute()}'"
         if not path.is_file():
-            raise MissingWeightsError(
-                f"metric '{self.metric}' needs '{path}' ({self.description}); it is not there. Put the file "
-                f"there, point the metric's config at it, or set {WEIGHTS_ENV} to the folder holding it. "
-                "Nothing is downloaded."
-            )
+            looked = " and ".join(f"'{place}'" for place in self.searched())
+            return f"{where} is not there ({self.description}); looked for {looked}"
         if self.size is not None and path.stat().st_size != self.size:
-            raise MissingWeightsError(
-                f"metric '{self.metric}': '{path}' has {path.stat().st_size} bytes, expected {self.size} "
-                f"({self.description})"
-            )
+            return f"{where} has {path.stat().st_size} bytes, expected {self.size} ({self.description})"
         if verify_hash and self.sha256 is not None:
             digest = sha256_of(path)
             if digest != self.sha256:
-                raise MissingWeightsError(
-                    f"metric '{self.metric}': '{path}' has sha256 {digest}, expected {self.sha256} "
-                    f"({self.description}); refusing a different file"
+                return (
+                    f"{where} has sha256 {digest}, expected {self.sha256} ({self.description}); refusing a "
+                    "different file"
                 )
-        return path
+        return None
+
+    def check(self, verify_hash: bool = True) -> Path:
+        """Return the resolved path, or raise :class:`MissingWeightsError` naming file, metric and contents."""
+        problem = self.problem(verify_hash)
+        if problem is not None:
+            raise MissingWeightsError(f"{problem}. {how_to_provide()}")
+        return self.resolve()
+
+
+def how_to_provide() -> str:
+    """The fix for missing weight files, naming the folder ``$VIDGEN_WEIGHTS`` points at (or that it is unset)."""
+    folder = os.environ.get(WEIGHTS_ENV)
+    searched = (
+        f"{WEIGHTS_ENV}={Path(folder).expanduser().absolute()}"
+        if folder
+        else f"{WEIGHTS_ENV} is not set, so relative paths are looked for in the working directory "
+        f"{Path.cwd()} only"
+    )
+    return (
+        f"Searched: paths as given, then under ${WEIGHTS_ENV} ({searched}). Put the files there, point the "
+        f"metrics' configs at them (metrics.<name>.weights / .checkpoint), or set {WEIGHTS_ENV} to the folder "
+        "holding them. Nothing is downloaded"
+    )
+
+
+def check_weight_files(files: list[WeightFile], verify_hash: bool = True) -> list[Path]:
+    """Check every file and report every problem at once: a :class:`MissingWeightsError` listing each missing
+    or wrong file (absolute path, the metrics that need it, what it is) and the folders searched. Returns the
+    resolved paths, in order, when all are fine."""
+    problems: dict[str, list[str]] = {}  # one line per file, with the metrics that need it
+    for weight in files:
+        problem = weight.problem(verify_hash)
+        if problem is not None:
+            key = str(weight.resolve().absolute())
+            problems.setdefault(key, [problem, weight.metric])
+            if weight.metric not in problems[key][1:]:
+                problems[key].append(weight.metric)
+    if problems:
+        lines = []
+        for first, *metrics in problems.values():
+            also = f" (also needed by {', '.join(repr(m) for m in metrics[1:])})" if len(metrics) > 1 else ""
+            lines.append(f"  - {first}{also}")
+        count = f"{len(lines)} weight file{'s' if len(lines) > 1 else ''}"
+        raise MissingWeightsError(
+            f"{count} of the requested metrics missing or wrong:\n"
+            + "\n".join(lines)
+            + f"\n{how_to_provide()}."
+        )
+    return [weight.resolve() for weight in files]
 
 
 def sha256_of(path: str | Path, chunk: int = 1 << 20) -> str:
