@@ -116,7 +116,7 @@ def test_a_recipe_sizes_each_model_family_on_its_own(model: str, data: str, tmp_
         assert cfg.model.size == ("demo" if model.startswith("latte_") else "tiny")
         assert not model.startswith("latte_") or cfg.model.patch_size == 4
     else:
-        vdm = "t2v_large" if data == "webvid" else "ucf101"
+        vdm = "t2v_large" if data in ("webvid", "msrvtt") else "ucf101"  # msrvtt: the webvid recipe
         assert cfg.model.size == _family_size(model, latte="XL", unet="sd", vdm=vdm)
 
 
@@ -136,7 +136,7 @@ def test_without_a_recipe_each_model_keeps_its_size_and_the_command_line_wins(
 def test_paper_recipes_take_the_sd_vae_from_its_one_file(data: str, tmp_path: Path) -> None:
     cfg = compose_config([f"data={data}"], run_dir=tmp_path)
     expected = OmegaConf.to_container(OmegaConf.load(Path(CONFIG_DIR) / "autoencoder" / "sd_vae.yaml"))
-    if data == "webvid":  # Latent-Shift's recipe: the VAE of the local Stable Diffusion folder
+    if data in ("webvid", "msrvtt"):  # Latent-Shift's recipe: the VAE of the local Stable Diffusion folder
         expected.update(path="${paths.stable_diffusion}", subfolder="vae")
     assert OmegaConf.to_container(cfg.autoencoder) == expected
 

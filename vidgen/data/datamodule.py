@@ -31,7 +31,13 @@ from vidgen.data.bad_videos import BadVideoLog
 from vidgen.data.joint import JointImageFrames
 from vidgen.data.loader import ResumableDataLoader
 from vidgen.data.synthetic import SyntheticVideoDataset
-from vidgen.data.ucf101 import CLASS_INDEX, checked_split, folder_classes, split_by_lists
+from vidgen.data.ucf101 import (
+    CLASS_INDEX,
+    checked_split,
+    folder_classes,
+    missing_from_lists,
+    split_by_lists,
+)
 from vidgen.data.video_folder import VIDEO_EXTENSIONS, VideoFolderDataset, list_videos
 
 __all__ = [
@@ -399,13 +405,16 @@ class VideoFolderDataModule(ClipDataModule):
             if val_root is not None:
                 raise ConfigError("data.val_root", f"must be null with data.split={split} (testlist0{split})")
             train_entries, val_entries, missing = split_by_lists(root, entries, lists)
-            self.missing_videos = [(path, f"listed in {lists.split_dir}, not on disk") for path in missing]
             eval_entries = val_entries
-        elif val_root is not None:
-            val_entries = list_videos(val_root, extensions, key="data.val_root")
-            train_entries = entries
         else:
-            train_entries, val_entries = self._split(entries, val_fraction, "data.val_root")
+            missing = missing_from_lists(root, entries, lists) if lists is not None else []
+            if val_root is not None:
+                val_entries = list_videos(val_root, extensions, key="data.val_root")
+                train_entries = entries
+            else:
+                train_entries, val_entries = self._split(entries, val_fraction, "data.val_root")
+        if lists is not None:
+            self.missing_videos = [(path, f"listed in {lists.split_dir}, not on disk") for path in missing]
         if val_max_clips is not None and checked_int("data.val_max_clips", val_max_clips) < len(val_entries):
             keep = np.random.default_rng([self.seed, 3]).permutation(len(val_entries))[:val_max_clips]
             val_entries = [val_entries[i] for i in sorted(keep.tolist())]

@@ -37,6 +37,7 @@ __all__ = [
     "checked_split",
     "find_split_dir",
     "folder_classes",
+    "missing_from_lists",
     "read_class_index",
     "read_split_lists",
     "split_by_lists",
@@ -59,12 +60,14 @@ class UCF101SplitLists:
         classes: class names; position ``i`` is label ``i`` (classInd index ``i + 1``).
         train: ``(relative path, label)`` of ``trainlist0N.txt`` (empty for split ``all``).
         test: ``(relative path, label)`` of ``testlist0N.txt`` (labels from the class folder).
+        listed: for split ``all``, every video of split 1's two lists (when present): all of UCF101.
     """
 
     split_dir: Path
     classes: list[str]
     train: list[tuple[str, int]] = field(default_factory=list)
     test: list[tuple[str, int]] = field(default_factory=list)
+    listed: list[str] = field(default_factory=list)
 
 
 def checked_split(value: object) -> str:
@@ -165,9 +168,13 @@ def read_split_lists(split_dir: str | Path, split: str, key: str = "data.split_d
     split = checked_split(split)
     classes = read_class_index(split_dir / CLASS_INDEX, key)
     lists = UCF101SplitLists(split_dir=split_dir, classes=classes)
-    if split == "all":
-        return lists
     lookup = {name: i for i, name in enumerate(classes)}
+    if split == "all":  # split 1's two lists name every video: what a complete UCF-101 folder holds
+        if all((split_dir / f"{kind}list01.txt").is_file() for kind in ("train", "test")):
+            listed = _read_list(split_dir / "trainlist01.txt", lookup, True, key)
+            listed += _read_list(split_dir / "testlist01.txt", lookup, False, key)
+            lists.listed = [path for path, _ in listed]
+        return lists
     lists.train = _read_list(split_dir / f"trainlist0{split}.txt", lookup, True, key)
     lists.test = _read_list(split_dir / f"testlist0{split}.txt", lookup, False, key)
     return lists
@@ -249,3 +256,18 @@ def split_by_lists(
         sides.append(found)
         absent += [str(root / p) for p in missing]
     return sides[0], sides[1], absent
+
+
+def missing_from_lists(root: str | Path, entries: Sequence[VideoEntry], lists: UCF101SplitLists) -> list[str]:
+    """Split ``all``: the paths of the videos the lists name (``lists.listed``) that are not among ``entries``
+    (an incomplete UCF-101 folder), with one warning giving their count and the first."""
+    root = Path(root).expanduser()
+    on_disk = {e.path.relative_to(root).as_posix() for e in entries}
+    absent = [str(root / p) for p in lists.listed if p not in on_disk]
+    if absent:
+        warnings.warn(
+            f"UCF101 '{root}': {len(absent)} of the {len(lists.listed)} videos of the split lists in "
+            f"'{lists.split_dir}' are not on disk (e.g. {absent[0]})",
+            stacklevel=3,
+        )
+    return absent

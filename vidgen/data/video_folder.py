@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
+from PIL import Image
 from torch.utils.data import Dataset
 
 from vidgen.config.checks import checked_frame_size
@@ -61,6 +62,20 @@ class VideoEntry:
 def _frame_files(folder: Path) -> list[Path]:
     """Sorted frame images directly inside ``folder``."""
     return sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file())
+
+
+def _check_frame_headers(folder: Path) -> None:
+    """Open every frame image of ``folder`` far enough to read its header (no decoding; ``probe``).
+
+    Raises:
+        VideoReadError: a frame that is not an image, naming it.
+    """
+    for path in _frame_files(folder):
+        try:
+            with Image.open(path) as image:
+                image.size  # noqa: B018  (the header is parsed on open)
+        except (OSError, ValueError) as error:
+            raise VideoReadError(folder, f"frame '{path.name}' is not an image ({error})") from error
 
 
 def list_videos(
@@ -278,6 +293,8 @@ class VideoFolderDataset(Dataset):
         kept: list[VideoEntry] = []
         for entry in self.entries:
             try:
+                if entry.is_frame_folder:
+                    _check_frame_headers(entry.path)
                 count = self._num_available(entry)
                 if count < 1:
                     raise VideoReadError(entry.path, "no frames")
