@@ -9,8 +9,10 @@ import math
 import numpy as np
 import pytest
 import torch
+from hydra.utils import instantiate
 
 import vidgen.metrics.synthetic.classifier as classifier_module
+from tests.conftest import compose_config
 from vidgen.data.synthetic import SyntheticVideoDataset
 from vidgen.io.video import video_to_uint8
 from vidgen.metrics.synthetic import (
@@ -23,6 +25,7 @@ from vidgen.metrics.synthetic import (
     train_synthetic_classifier,
     videos_to_input,
 )
+from vidgen.metrics.synthetic.classifier import generator_kwargs
 
 FRAMES, RES, N = 8, 16, 256
 #: a few-second training run, for the determinism and cache checks (not accurate)
@@ -305,3 +308,31 @@ def test_classifier_metrics_reject_other_clip_shapes(cache_dir) -> None:
         SyntheticFVD(num_frames=1, resolution=RES)
     with pytest.raises(ValueError, match="unknown data settings"):
         SyntheticStructure(data={"batch_size": 4})
+
+
+def test_metrics_config_carries_every_generator_setting_of_the_data() -> None:
+    """conf/metrics/synthetic.yaml hands the data's generator settings to both metrics: with larger objects,
+    a colour subset and a speed range set on `data`, real clips of that data score presence 1 (the default
+    sizes' area bounds would refuse the large objects) and the classifier is trained on the same settings."""
+    cfg = compose_config(
+        [
+            "+data.object_size=[0.6,0.7]",
+            "+data.colors=[red,blue]",
+            "+data.speed=[0.04,0.05]",
+            "data.resolution=16",
+        ]
+    )
+    structure = instantiate(cfg.metrics.synthetic_structure)
+    fvd_data = generator_kwargs(instantiate(cfg.metrics.synthetic_fvd).data)
+    assert fvd_data["object_size"] == [0.6, 0.7]
+    assert fvd_data["colors"] == ["red", "blue"]
+    assert fvd_data["speed"] == [0.04, 0.05]
+    assert "shapes" not in fvd_data  # unset keys stay the generator's defaults
+    data = {"object_size": [0.6, 0.7], "colors": ["red", "blue"], "speed": [0.04, 0.05]}
+    videos, _ = synthetic_clips(48, 8, 16, "val", data=data)
+    structure.update_fake(videos)
+    naive = SyntheticStructure()
+    naive.update_fake(videos)
+    presence = "synthetic_structure/object_presence"
+    assert structure.compute()[presence] == 1.0
+    assert naive.compute()[presence] < 0.9
