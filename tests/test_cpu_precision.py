@@ -1,5 +1,5 @@
 """bf16 on a CPU without bf16 matrix instructions is detected from the CPU's flags and warned about, naming
-``trainer.precision``; CPUs with the instructions, other accelerators and fp32 are left alone."""
+the precision setting (``trainer.precision`` or ``bench.precision``); CPUs with the instructions, other accelerators and fp32 are left alone."""
 
 from __future__ import annotations
 
@@ -7,7 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from vidgen.lit.cpu_precision import cpu_has_bf16_matmul, slow_bf16_warning
+import vidgen.benchmark.measure as measure
+import vidgen.lit.cpu_precision as cpu_precision
+from tests.conftest import compose_config
+from vidgen.lit.cpu_precision import cpu_has_bf16_matmul, slow_bf16_warning, warn_if_slow_bf16
 
 X86_WITH = "processor\t: 0\nflags\t\t: fpu sse2 avx2 avx512f avx512_bf16 avx512_vnni\n"
 X86_WITHOUT = "processor\t: 0\nflags\t\t: fpu sse2 avx2 avx512f avx512_vnni\n"
@@ -31,3 +34,30 @@ def test_the_warning_names_the_setting_only_where_bf16_would_be_emulated() -> No
     assert slow_bf16_warning("cpu", "bf16-mixed", has_bf16=None) is None  # unknown: no claim
     assert slow_bf16_warning("cpu", "32-true", has_bf16=False) is None
     assert slow_bf16_warning("gpu", "bf16-mixed", has_bf16=False) is None
+
+
+def test_warning_is_emitted_for_this_machine_and_names_the_given_key(monkeypatch, capsys) -> None:
+    monkeypatch.setattr(cpu_precision, "cpu_has_bf16_matmul", lambda: False)
+    with pytest.warns(UserWarning, match=r"bench\.precision=bf16-mixed .*Use bench\.precision=32-true"):
+        assert warn_if_slow_bf16("cpu", "bf16-mixed", "bench.precision") is not None
+    assert "vidgen: warning: bench.precision=bf16-mixed" in capsys.readouterr().out
+    monkeypatch.setattr(cpu_precision, "cpu_has_bf16_matmul", lambda: True)
+    assert warn_if_slow_bf16("cpu", "bf16-mixed") is None
+
+
+class _Built(Exception):
+    """Raised in place of building the module: the bench got past its precision check."""
+
+
+def test_bench_warns_before_timing_bf16_on_a_cpu_without_bf16(monkeypatch, tmp_path: Path) -> None:
+    monkeypatch.setattr(cpu_precision, "cpu_has_bf16_matmul", lambda: False)
+
+    def refuse(*args, **kwargs):
+        raise _Built
+
+    monkeypatch.setattr(measure, "build_module", refuse)
+    cfg = compose_config(
+        ["bench.device=cpu", "bench.precision=bf16-mixed"], run_dir=tmp_path / "run", config_name="bench"
+    )
+    with pytest.warns(UserWarning, match=r"bench\.precision=bf16-mixed"), pytest.raises(_Built):
+        measure.run_bench(cfg)

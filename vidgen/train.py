@@ -29,7 +29,7 @@ from vidgen.data.num_classes import fill_num_classes
 from vidgen.lit.build import build_module, unsharded_copy
 from vidgen.lit.callbacks import InterruptCheckpoint, forward_stop_signals, interrupted_exit_code
 from vidgen.lit.checkpoints import check_checkpoint, resolve_ckpt_path
-from vidgen.lit.cpu_precision import cpu_has_bf16_matmul, slow_bf16_warning
+from vidgen.lit.cpu_precision import warn_if_slow_bf16
 from vidgen.lit.final_outputs import evaluate_at_end, write_final_samples
 from vidgen.lit.fit_results import ReportFitResults, read_fit_results
 from vidgen.lit.launch import relaunch_only_this_job
@@ -54,12 +54,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     resolved = OmegaConf.to_container(cfg, resolve=True)
     (run_dir / "config_resolved.yaml").write_text(OmegaConf.to_yaml(resolved))
 
-    slow_bf16 = slow_bf16_warning(
-        str(cfg.trainer.get("accelerator", "")), str(cfg.trainer.get("precision", "")), cpu_has_bf16_matmul()
-    )
-    if slow_bf16:
-        warnings.warn(slow_bf16, stacklevel=2)
-        print(f"vidgen: warning: {slow_bf16}")
+    warn_if_slow_bf16(str(cfg.trainer.get("accelerator", "")), str(cfg.trainer.get("precision", "")))
     L.seed_everything(int(cfg.seed), workers=True, verbose=False)
     datamodule = instantiate(cfg.data)
     module = build_module(cfg, samples_dir=run_dir / "samples", config=resolved)

@@ -23,6 +23,7 @@ from omegaconf import DictConfig
 
 from vidgen.config.schema import validate_config
 from vidgen.lit.build import build_module, video_shape_from_config
+from vidgen.lit.cpu_precision import warn_if_slow_bf16
 from vidgen.lit.module import VideoDiffusionModule
 from vidgen.lit.seeding import step_generator
 from vidgen.runtime import pick_device
@@ -138,6 +139,9 @@ def run_bench(cfg: DictConfig) -> dict[str, Any]:
         return _untimed_bench(cfg)
     device = pick_device(str(settings.device))
     precision = str(settings.precision or cfg.trainer.precision)
+    warn_if_slow_bf16(
+        device.type, precision, "bench.precision" if settings.precision else "trainer.precision"
+    )
     batch_size = int(settings.batch_size or cfg.data.batch_size)
     module = build_module(cfg).to(device)
     if device.type == "cuda":

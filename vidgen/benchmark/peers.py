@@ -51,6 +51,7 @@ from vidgen.conditioning import Cond
 from vidgen.config.errors import ConfigError
 from vidgen.config.instantiate import instantiate_node
 from vidgen.config.schema import validate_config
+from vidgen.lit.cpu_precision import warn_if_slow_bf16
 from vidgen.lit.module import adamw
 from vidgen.models.latte import LATTE_SIZES, Latte
 from vidgen.runtime import pick_device
@@ -568,6 +569,9 @@ def run_peers(cfg: DictConfig) -> dict[str, Any]:
 
     device = pick_device(str(settings.device))
     precision = str(settings.precision or cfg.trainer.precision)
+    warn_if_slow_bf16(
+        device.type, precision, "bench.precision" if settings.precision else "trainer.precision"
+    )
     if timed:
         on_device = inputs.to(device)
         optim = dict(cfg.optim)
