@@ -19,7 +19,7 @@ from tests.conftest import REPO_ROOT
 from vidgen.runtime import CONFIG_DIR, find_config_dir
 
 PYPROJECT = tomllib.loads((REPO_ROOT / "pyproject.toml").read_text())
-CLIS = ("train", "sample", "evaluate", "bench")
+CLIS = ("train", "sample", "evaluate", "bench", "precompute")
 
 
 def test_every_package_folder_is_declared() -> None:

@@ -25,6 +25,7 @@ import vidgen  # noqa: F401  (registers config resolvers)
 from vidgen.config.errors import ConfigError
 from vidgen.config.instantiate import instantiate_node as instantiate
 from vidgen.config.schema import validate_config
+from vidgen.data.cached_datamodule import build_datamodule
 from vidgen.data.num_classes import fill_num_classes
 from vidgen.lit.build import build_module, unsharded_copy
 from vidgen.lit.callbacks import InterruptCheckpoint, forward_stop_signals, interrupted_exit_code
@@ -56,7 +57,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
 
     warn_if_slow_bf16(str(cfg.trainer.get("accelerator", "")), str(cfg.trainer.get("precision", "")))
     L.seed_everything(int(cfg.seed), workers=True, verbose=False)
-    datamodule = instantiate(cfg.data)
+    datamodule = build_datamodule(cfg)  # data.cache: trains from the precomputed cache (checked here)
     module = build_module(cfg, samples_dir=run_dir / "samples", config=resolved)
     apply_pretrained(module, cfg, ckpt_path, run_dir)
     callbacks = [instantiate(node) for node in (cfg.get("callbacks") or {}).values()]

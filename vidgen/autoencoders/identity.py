@@ -20,6 +20,16 @@ class IdentityAutoencoder(FrameAutoencoder):
         """``(B, C, F, H, W)`` -> the same tensor."""
         return video
 
+    def posterior(self, video: torch.Tensor) -> tuple[torch.Tensor, None]:
+        """``(B, C, F, H, W)`` -> ``(video, None)``: the latents are the pixels, nothing is drawn."""
+        return video, None
+
+    def latents_from_posterior(
+        self, mean: torch.Tensor, std: torch.Tensor | None, generator: torch.Generator | None = None
+    ) -> torch.Tensor:
+        """The cached pixels ``(B, C, F, H, W)`` as they are."""
+        return mean
+
     def decode(self, latents: torch.Tensor) -> torch.Tensor:
         """``(B, C, F, H, W)`` -> the same tensor."""
         return latents

@@ -99,16 +99,51 @@ class StableDiffusionVAE(FrameAutoencoder):
         size = self.micro_batch if self.micro_batch > 0 else frames.shape[0]
         return list(frames.split(size, dim=0))
 
+    #: the VAE's posterior has a standard deviation (cached beside the mean, :mod:`vidgen.data.latent_cache`)
+    has_posterior_std = True
+
     @torch.no_grad()
     def encode(self, video: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
-        """``(B, 3, F, H, W)`` in [-1, 1] -> ``(B, 4, F, H/8, W/8)`` scaled latents."""
+        """``(B, 3, F, H, W)`` in [-1, 1] -> ``(B, 4, F, H/8, W/8)`` scaled latents: the posterior's sample
+        (``sample_posterior``, drawn from ``generator``) or its mean, times ``scaling_factor``."""
+        mean, std = self.posterior(video)
+        return self.latents_from_posterior(mean, std, generator)
+
+    @torch.no_grad()
+    def posterior(self, video: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(B, 3, F, H, W)`` in [-1, 1] -> the unscaled posterior ``(mean, std)``, each
+        ``(B, 4, F, H/8, W/8)`` in the VAE's dtype (diffusers' ``latent_dist.mean`` / ``.std``)."""
         batch = video.shape[0]
         frames = rearrange(video, "b c f h w -> (b f) c h w")
-        latents = []
+        means, stds = [], []
         for chunk in self._chunks(frames):
             dist = self.vae.encode(chunk.to(self.vae.dtype)).latent_dist
-            latents.append(dist.sample(generator) if self.sample_posterior else dist.mode())
-        z = torch.cat(latents, dim=0).float() * self.scaling_factor
+            means.append(dist.mean)
+            stds.append(dist.std)
+        mean, std = torch.cat(means, dim=0), torch.cat(stds, dim=0)
+        unflat = "(b f) c h w -> b c f h w"
+        return rearrange(mean, unflat, b=batch), rearrange(std, unflat, b=batch)
+
+    @torch.no_grad()
+    def latents_from_posterior(
+        self, mean: torch.Tensor, std: torch.Tensor | None, generator: torch.Generator | None = None
+    ) -> torch.Tensor:
+        """Scaled latents ``(B, 4, F, h, w)`` from the posterior ``mean`` / ``std`` ``(B, 4, F, h, w)``: with
+        ``sample_posterior``, ``mean + std * eps`` with ``eps`` drawn chunk by chunk (``micro_batch`` frames)
+        exactly as diffusers' ``latent_dist.sample(generator)`` draws it inside :meth:`encode`; else the mean."""
+        from diffusers.utils.torch_utils import randn_tensor
+
+        batch = mean.shape[0]
+        means = self._chunks(rearrange(mean, "b c f h w -> (b f) c h w"))
+        if self.sample_posterior:
+            if std is None:
+                raise ValueError("sampling the SD VAE's posterior needs its std (a cache without latent_std)")
+            stds = self._chunks(rearrange(std, "b c f h w -> (b f) c h w"))
+            means = [
+                m + s * randn_tensor(m.shape, generator=generator, device=m.device, dtype=m.dtype)
+                for m, s in zip(means, stds, strict=True)
+            ]
+        z = torch.cat(means, dim=0).float() * self.scaling_factor
         return rearrange(z, "(b f) c h w -> b c f h w", b=batch)
 
     @torch.no_grad()

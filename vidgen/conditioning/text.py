@@ -222,7 +222,7 @@ class TextConditioner(Conditioner):
         """
         captions = self._captions(batch)
         self._remember(captions)
-        cond = self._cond(*self._dropped(*self.encode(captions), train, generator))
+        cond = self._cond(*self._dropped(*self._states(batch, captions), train, generator))
         if "image_captions" in batch:
             per_image = self._image_captions(batch["image_captions"], len(captions))  # B lists of K
             num_images = len(per_image[0])
@@ -231,6 +231,22 @@ class TextConditioner(Conditioner):
             text, mask, pooled = (v.unflatten(0, (len(captions), num_images)) for v in states)
             cond.images = self._cond(text, mask, pooled)
         return cond
+
+    def _states(
+        self, batch: dict[str, Any], captions: list[str]
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The captions' ``(text (B, L, D), mask (B, L), pooled (B, D))``: a precomputed cache's (``data.cache``
+        batches carry ``text`` / ``text_mask`` / ``pooled_text``, encoded by this encoder), else encoded now."""
+        if "text" not in batch:
+            return self.encode(captions)
+        device = self.null_text.device
+        text, mask, pooled = (batch[k].to(device) for k in ("text", "text_mask", "pooled_text"))
+        if tuple(text.shape[1:]) != tuple(self.null_text.shape[1:]):
+            raise ValueError(
+                f"cached text states of shape {tuple(text.shape[1:])} but this encoder gives "
+                f"{tuple(self.null_text.shape[1:])} per caption"
+            )
+        return text.to(self.null_text.dtype), mask.bool(), pooled.to(self.null_pooled.dtype)
 
     @staticmethod
     def _image_captions(collated: Any, batch_size: int) -> list[list[str]]:

@@ -356,8 +356,12 @@ class VideoFolderDataset(Dataset):
             available, self.num_frames, self.frame_stride, rng if self.random_offset else None
         )
         video = resize_center_crop(self._read_frames(entry, indices), self.frame_size)
-        if self.hflip and rng.random() < 0.5:
+        flipped = bool(self.hflip and rng.random() < 0.5)
+        if flipped:
             video = video.flip(-1)
+        #: ``(index, frame indices, flipped)`` of the clip this process read last (a precomputed cache
+        #: records them, :mod:`vidgen.data.latent_cache`)
+        self.last_clip = (index, indices, flipped)
         return video
 
     def _note_failed_read(self, entry: VideoEntry, error: Exception) -> None:

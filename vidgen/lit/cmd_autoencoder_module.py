@@ -20,7 +20,7 @@ import lightning as L
 import torch
 from torch import nn
 
-from vidgen.autoencoders.base import FrameAutoencoder
+from vidgen.autoencoders.base import FrameAutoencoder, batch_latents
 from vidgen.lit.lr_schedule import fit_length, with_lr_schedule
 from vidgen.lit.module import NonFiniteLossError, adamw, restore_frozen_weights
 from vidgen.lit.seeding import step_generator
@@ -129,7 +129,7 @@ class CMDAutoencoderModule(L.LightningModule):
     # ------------------------------------------------------------------ training
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
         generator = step_generator(self.seed, self.global_step, self.global_rank, 0)
-        inputs = self._inputs(batch["video"], generator)
+        inputs = batch_latents(self.frame_autoencoder, batch, generator).detach()  # data.cache: no encoding
         recon, _, _ = self.network(inputs)
         loss = self._loss(inputs, recon, generator).mean()
         if not torch.isfinite(loss):

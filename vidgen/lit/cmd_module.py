@@ -23,6 +23,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from vidgen.autoencoders.base import batch_latents
 from vidgen.conditioning import Cond
 from vidgen.diffusion import ModelFn, build_sampler, guided_model_fn
 from vidgen.lit.module import VideoDiffusionModule
@@ -61,10 +62,11 @@ class CMDDiffusionModule(VideoDiffusionModule):
 
     @torch.no_grad()
     def encode_cmd(
-        self, video: torch.Tensor, generator: torch.Generator | None
+        self, batch: dict[str, Any], generator: torch.Generator | None
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """``(B, C, F, H, W)`` pixels -> (content ``(B, c, h, w)``, motion ``(B, D, F, w'+h')``)."""
-        latents = self.autoencoder.encode(video, generator=generator)
+        """A batch's ``video`` ``(B, C, F, H, W)`` (or its cached frame latents, ``data.cache``) -> (content
+        ``(B, c, h, w)``, motion ``(B, D, F, w'+h')``)."""
+        latents = batch_latents(self.autoencoder, batch, generator)
         content, motion = self.cmd_autoencoder.encode(latents)
         return content.detach(), motion.detach()
 
@@ -76,7 +78,7 @@ class CMDDiffusionModule(VideoDiffusionModule):
         self.diffusion.to(self.device)
         if "num_video_frames" in batch:
             raise ValueError("CMD does not train on appended images (data.joint_image_frames must be 0)")
-        content, motion = self.encode_cmd(batch["video"], generator)
+        content, motion = self.encode_cmd(batch, generator)
         cond = self.conditioner(batch, train=train, generator=generator).to(self.device)
         batch_size = content.shape[0]
         losses: dict[str, torch.Tensor] = {}

@@ -14,7 +14,7 @@ import lightning as L
 import torch
 from torch import nn
 
-from vidgen.autoencoders.base import FrameAutoencoder
+from vidgen.autoencoders.base import FrameAutoencoder, batch_latents, batch_size_of
 from vidgen.conditioning import Cond, Conditioner
 from vidgen.diffusion import Diffusion, ModelFn, build_sampler, guided_model_fn
 from vidgen.lit.ema import ema_decay_at, ema_update, make_ema_copy
@@ -114,8 +114,7 @@ class VideoDiffusionModule(L.LightningModule):
     ) -> dict[str, torch.Tensor]:
         """Per-sample losses ``{loss, mse[, vb]}: (B,)`` of one batch, all randomness from ``generator``."""
         self.diffusion.to(self.device)  # no-op once the tables live on this device
-        video = batch["video"]
-        latents = self.autoencoder.encode(video, generator=generator).detach()
+        latents = batch_latents(self.autoencoder, batch, generator).detach()  # cached or encoded here
         cond = self.conditioner(batch, train=train, generator=generator).to(self.device)
         if "num_video_frames" in batch:  # image-video joint training: frames F.. are independent images
             cond = replace(
@@ -142,7 +141,7 @@ class VideoDiffusionModule(L.LightningModule):
                 "check the data (batch['video'] must be finite and in [-1, 1])."
             )
         losses = {k: v.detach().mean() for k, v in losses.items()}
-        self._log_train_losses(losses, batch_idx, accumulation, batch["video"].shape[0])
+        self._log_train_losses(losses, batch_idx, accumulation, batch_size_of(batch))
         return loss
 
     def _log_train_losses(
@@ -202,7 +201,7 @@ class VideoDiffusionModule(L.LightningModule):
     def validation_step(self, batch: dict[str, Any], batch_idx: int) -> None:
         generator = step_generator(self.seed, batch_idx, 0, _STREAM_VAL)  # same noise at every validation
         losses = self._diffusion_losses(self.sampling_denoiser, batch, generator, train=False)
-        batch_size = batch["video"].shape[0]
+        batch_size = batch_size_of(batch)
         for key, value in losses.items():
             self.log(
                 f"val/{key}", value.mean(), batch_size=batch_size, sync_dist=True, prog_bar=key == "loss"

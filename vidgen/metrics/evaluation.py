@@ -39,6 +39,7 @@ _CACHE_IGNORED_DATA_KEYS = frozenset(
         "drop_last",
         "_target_",
         "joint_image_frames",
+        "cache",
     }
 )
 

@@ -1,0 +1,199 @@
+"""Precomputed latent caches: the SD VAE's posterior split, the cache key, cached batches giving the losses of
+encoded ones, precompute -> train from the cache -> exact resume, and an interrupted precompute resuming."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from omegaconf import OmegaConf
+from torch.utils.data import default_collate
+
+from tests.conftest import TINY, compose_config
+from tests.latent_cache_helpers import FAIL_AT_ENV, LOG_ENV, LoggingEncoder, logged_indices, write_tiny_vae
+from vidgen.autoencoders import build_autoencoder
+from vidgen.config.errors import ConfigError
+from vidgen.data.cache_key import CACHE_FORMAT, METADATA_FILE, cache_key, check_cache, write_metadata
+from vidgen.data.latent_cache import CacheEncoder, precompute
+from vidgen.lit.build import build_module
+from vidgen.lit.seeding import step_generator
+
+NUM_CLASSES = 21  # the synthetic data's shape x motion classes
+
+
+@pytest.fixture(scope="module")
+def vae(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return write_tiny_vae(tmp_path_factory.mktemp("vae") / "vae")
+
+
+def _overrides(vae: Path, *extra: str) -> list[str]:
+    return [
+        *TINY,
+        "autoencoder=sd_vae",
+        f"autoencoder.path={vae}",
+        "autoencoder.downsample=2",
+        "autoencoder.micro_batch=3",  # chunks that split clips: the draws must still match
+        "data.train_clips=24",
+        "conditioner=class",
+        f"conditioner.num_classes={NUM_CLASSES}",
+        "logger=csv",
+        "trainer.val_check_interval=2",
+        "samples.num_videos=0",
+        "samples.final_num_videos=0",
+        *extra,
+    ]
+
+
+def test_sd_vae_encode_is_its_posterior_sampled_as_diffusers_samples(vae: Path) -> None:
+    ae = build_autoencoder("sd_vae", 4, 2, 0.5, path=str(vae), sample_posterior=True, micro_batch=3)
+    video = torch.rand(2, 3, 4, 16, 16) * 2 - 1
+    encoded = ae.encode(video, generator=torch.Generator().manual_seed(5))
+    mean, std = ae.posterior(video)
+    assert mean.shape == std.shape == (2, 4, 4, 8, 8)
+    cached = ae.latents_from_posterior(mean.clone(), std.clone(), torch.Generator().manual_seed(5))
+    assert torch.equal(encoded, cached)
+    # diffusers' own sampling, chunk by chunk of 3 frames, is what encode() draws
+    frames = video.permute(0, 2, 1, 3, 4).reshape(8, 3, 16, 16)
+    generator = torch.Generator().manual_seed(5)
+    reference = torch.cat([ae.vae.encode(c).latent_dist.sample(generator) for c in frames.split(3)]) * 0.5
+    assert torch.equal(encoded.permute(0, 2, 1, 3, 4).reshape(8, 4, 8, 8), reference)
+
+
+def test_a_cache_of_another_config_is_refused_naming_the_key(vae: Path, tmp_path: Path) -> None:
+    cfg = compose_config(_overrides(vae), run_dir=tmp_path / "run")
+    key = cache_key(cfg)
+    assert key["data.resolution"] == 16 and key["autoencoder.weights"] and "data.batch_size" not in key
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    metadata = {"format": CACHE_FORMAT, "key": key, "complete": True, "num_items": 24}
+    write_metadata(cache, metadata)
+    assert check_cache(cache, cfg)["num_items"] == 24
+    # loader-only keys may differ
+    check_cache(cache, compose_config(_overrides(vae, "data.batch_size=2"), run_dir=tmp_path / "run"))
+    for override, name in [
+        ("data.num_frames=8", "data.num_frames"),
+        ("data.frame_stride=2", "data.frame_stride"),
+        ("autoencoder.scaling_factor=0.13025", "autoencoder.scaling_factor"),
+    ]:
+        other = compose_config(_overrides(vae, override), run_dir=tmp_path / "run")
+        with pytest.raises(ConfigError) as error:
+            check_cache(cache, other)
+        assert error.value.key == name and str(cache) in str(error.value)
+    (vae / "diffusion_pytorch_model.safetensors").write_bytes(b"another VAE")  # re-saved weights
+    try:
+        with pytest.raises(ConfigError) as error:
+            check_cache(cache, cfg)
+        assert error.value.key == "autoencoder.weights"
+    finally:
+        write_tiny_vae(vae)
+    write_metadata(cache, {**metadata, "complete": False})
+    with pytest.raises(ConfigError, match="incomplete"):
+        check_cache(cache, cfg)
+    (cache / METADATA_FILE).unlink()
+    with pytest.raises(ConfigError, match="no precomputed cache") as error:
+        check_cache(cache, cfg)
+    assert error.value.key == "data.cache"
+
+
+def test_a_cached_batch_gives_the_losses_of_the_encoded_batch(vae: Path, tmp_path: Path) -> None:
+    """What a worker writes (CacheEncoder) fed to the training step gives the losses of encoding the same
+    clips inside the step: same latents, same draws."""
+    cfg = compose_config(_overrides(vae), run_dir=tmp_path / "run")
+    config = {name: OmegaConf.to_container(cfg[name], resolve=True) for name in ("data", "autoencoder")}
+    encoder = CacheEncoder(config)
+    cached = default_collate([encoder(i) for i in (3, 0, 7, 5)])
+    dataset = encoder._build()[0]
+    encoded = default_collate([dataset[i] for i in (3, 0, 7, 5)])
+    assert cached["latent_std"].shape == (4, 4, 4, 8, 8) and "video" not in cached
+    assert cached["label"].tolist() == encoded["label"].tolist() and cached["caption"] == encoded["caption"]
+    assert cached["source"][0] == "synthetic:train:3" and cached["frame_indices"][0].tolist() == [0, 1, 2, 3]
+    module = build_module(cfg)
+    losses = [
+        module._diffusion_losses(module.denoiser, batch, step_generator(0, 4, 0, 0), train=True)
+        for batch in (cached, encoded)
+    ]
+    for name in losses[0]:
+        torch.testing.assert_close(losses[0][name], losses[1][name], rtol=1e-6, atol=1e-7)
+
+
+def _train_losses(run_dir: Path) -> dict[int, float]:
+    with open(run_dir / "csv" / "metrics.csv") as handle:
+        return {int(r["step"]): float(r["train/loss"]) for r in csv.DictReader(handle) if r.get("train/loss")}
+
+
+@pytest.mark.slow
+def test_precompute_then_train_from_the_cache_resumes_exactly(vae: Path, tmp_path: Path) -> None:
+    from vidgen.train import train
+
+    cache = tmp_path / "cache"
+    written = precompute(
+        compose_config(
+            _overrides(
+                vae, f"precompute.out={cache}", "precompute.num_workers=2", "precompute.chunk_bytes=20kb"
+            ),
+            run_dir=tmp_path / "pre",
+            config_name="precompute",
+        )
+    )
+    assert written["complete"] and written["num_items"] == 24 and written["latent_shape"] == [4, 4, 8, 8]
+    assert {"latent_mean", "latent_std", "label", "caption", "source", "frame_indices"} <= set(
+        written["fields"]
+    )
+    overrides = _overrides(vae, f"data.cache={cache}")
+    straight, first, resumed = tmp_path / "straight", tmp_path / "first", tmp_path / "resumed"
+    train(compose_config([*overrides, "trainer.max_steps=8"], run_dir=straight))  # crosses the 6-batch epoch
+    train(compose_config([*overrides, "trainer.max_steps=3"], run_dir=first))
+    last = first / "checkpoints" / "last.ckpt"
+    train(compose_config([*overrides, "trainer.max_steps=8", f"ckpt_path={last}"], run_dir=resumed))
+    reference, head, tail = _train_losses(straight), _train_losses(first), _train_losses(resumed)
+    assert sorted(reference) == list(range(8)) and sorted(tail) == list(range(3, 8))
+    assert all(head[step] == reference[step] for step in range(3))
+    for step in range(3, 8):
+        assert tail[step] == reference[step], f"step {step}: {tail[step]} != {reference[step]}"
+    # a config the cache was not written for is refused before training, naming the key
+    with pytest.raises(ConfigError) as error:
+        train(compose_config([*overrides, "data.resolution=32"], run_dir=tmp_path / "other"))
+    assert error.value.key == "data.resolution"
+
+
+@pytest.mark.slow
+def test_an_interrupted_precompute_resumes_where_it_stopped(
+    vae: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    log = tmp_path / "log"
+    log.mkdir()
+    (log / "fail").touch()
+    monkeypatch.setenv(LOG_ENV, str(log))
+    monkeypatch.setenv(FAIL_AT_ENV, "9")  # worker 0 encodes clips 0..11 in order, chunks of 2 clips
+    cache = tmp_path / "cache"
+    cfg = compose_config(
+        _overrides(vae, f"precompute.out={cache}", "precompute.num_workers=2", "precompute.chunk_bytes=10kb"),
+        run_dir=tmp_path / "pre",
+        config_name="precompute",
+    )
+    with pytest.raises(RuntimeError, match="run the same command again"):
+        precompute(cfg, encoder=LoggingEncoder)
+    first = logged_indices(log)
+    assert 9 not in first and not json.loads((cache / METADATA_FILE).read_text())["complete"]
+    with pytest.raises(ConfigError, match="incomplete"):
+        check_cache(cache, compose_config(_overrides(vae), run_dir=tmp_path / "run"))
+    for path in log.iterdir():
+        path.unlink()
+    written = precompute(cfg, encoder=LoggingEncoder)
+    second = logged_indices(log)
+    assert written["complete"] and written["num_items"] == 24
+    assert 9 in second and len(second) < 24 and set(range(8)).isdisjoint(second)  # finished chunks kept
+    import litdata
+
+    dataset = litdata.StreamingDataset(str(cache))
+    items = {int(dataset[i]["index"]): dataset[i] for i in range(len(dataset))}
+    assert sorted(items) == list(range(24))
+    reference = CacheEncoder(
+        {name: OmegaConf.to_container(cfg[name], resolve=True) for name in ("data", "autoencoder")}
+    )
+    for index in (0, 9, 23):
+        assert torch.equal(items[index]["latent_mean"], reference(index)["latent_mean"])
+    assert precompute(cfg)["seconds"] == 0.0  # complete: nothing to do
