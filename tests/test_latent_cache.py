@@ -9,15 +9,16 @@ from pathlib import Path
 
 import pytest
 import torch
-from omegaconf import OmegaConf
+from omegaconf import DictConfig, OmegaConf
 from torch.utils.data import default_collate
 
 from tests.conftest import TINY, compose_config
 from tests.latent_cache_helpers import FAIL_AT_ENV, LOG_ENV, LoggingEncoder, logged_indices, write_tiny_vae
+from tests.tiny_open_clip import TEXT_WIDTH, forbid_open_clip_downloads, save_tiny_open_clip
 from vidgen.autoencoders import build_autoencoder
 from vidgen.config.errors import ConfigError
 from vidgen.data.cache_key import CACHE_FORMAT, METADATA_FILE, cache_key, check_cache, write_metadata
-from vidgen.data.latent_cache import CacheEncoder, precompute
+from vidgen.data.latent_cache import CacheEncoder, instantiate_data, precompute
 from vidgen.lit.build import build_module
 from vidgen.lit.seeding import step_generator
 
@@ -98,25 +99,77 @@ def test_a_cache_of_another_config_is_refused_naming_the_key(vae: Path, tmp_path
     assert error.value.key == "data.cache"
 
 
-def test_a_cached_batch_gives_the_losses_of_the_encoded_batch(vae: Path, tmp_path: Path) -> None:
+@pytest.fixture(scope="module")
+def tiny_clip(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    return save_tiny_open_clip(tmp_path_factory.mktemp("clip"))
+
+
+def _text(tiny_clip: tuple[Path, Path]) -> list[str]:
+    checkpoint, config = tiny_clip
+    return [
+        "conditioner=text",
+        f"conditioner.path={checkpoint}",
+        f"conditioner.model_name={config}",
+        f"conditioner.text_dim={TEXT_WIDTH}",
+        "conditioner.max_length=16",
+        "conditioner.num_classes=0",
+        "conditioner.drop_prob=0.5",  # some captions of the batch dropped: from the cached states too
+    ]
+
+
+def _encoder_config(cfg: DictConfig) -> dict:
+    nodes = (
+        ("data", "autoencoder", "conditioner") if cfg.conditioner.kind == "text" else ("data", "autoencoder")
+    )
+    return {name: OmegaConf.to_container(cfg[name], resolve=True) for name in nodes}
+
+
+@pytest.mark.parametrize("condition", ["class", "text"])
+def test_a_cached_batch_gives_the_losses_of_the_encoded_batch(
+    condition: str, vae: Path, tiny_clip: tuple[Path, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """What a worker writes (CacheEncoder) fed to the training step gives the losses of encoding the same
-    clips inside the step: same latents, same draws."""
-    cfg = compose_config(_overrides(vae), run_dir=tmp_path / "run")
-    config = {name: OmegaConf.to_container(cfg[name], resolve=True) for name in ("data", "autoencoder")}
-    encoder = CacheEncoder(config)
+    clips inside the step: same latents, same text states, same draws."""
+    forbid_open_clip_downloads(monkeypatch)
+    extra = _text(tiny_clip) if condition == "text" else []
+    cfg = compose_config(_overrides(vae, *extra), run_dir=tmp_path / "run")
+    encoder = CacheEncoder(_encoder_config(cfg))
     cached = default_collate([encoder(i) for i in (3, 0, 7, 5)])
     dataset = encoder._build()[0]
     encoded = default_collate([dataset[i] for i in (3, 0, 7, 5)])
     assert cached["latent_std"].shape == (4, 4, 4, 8, 8) and "video" not in cached
     assert cached["label"].tolist() == encoded["label"].tolist() and cached["caption"] == encoded["caption"]
     assert cached["source"][0] == "synthetic:train:3" and cached["frame_indices"][0].tolist() == [0, 1, 2, 3]
+    assert ("text" in cached) == (condition == "text")
     module = build_module(cfg)
     losses = [
         module._diffusion_losses(module.denoiser, batch, step_generator(0, 4, 0, 0), train=True)
         for batch in (cached, encoded)
     ]
     for name in losses[0]:
-        torch.testing.assert_close(losses[0][name], losses[1][name], rtol=1e-6, atol=1e-7)
+        torch.testing.assert_close(losses[0][name], losses[1][name], rtol=0, atol=0)
+
+
+def test_bench_times_the_loaders_and_the_cached_step(vae: Path, tmp_path: Path) -> None:
+    from vidgen.benchmark.loader import cached_batch, measure_cached_training, measure_loaders
+
+    cfg = compose_config(
+        _overrides(vae, "bench.loader_workers=[0]"), run_dir=tmp_path / "run", config_name="bench"
+    )
+    rows = measure_loaders(cfg, batches=2)
+    assert list(rows) == ["generated, 0 workers"] and rows["generated, 0 workers"] > 0
+    module = build_module(cfg)
+    batch = default_collate([instantiate_data(cfg.data).train_set[i] for i in range(4)])
+    cached = cached_batch(module, batch)
+    assert "video" not in cached and cached["latent_mean"].shape == cached["latent_std"].shape == (
+        4,
+        4,
+        4,
+        8,
+        8,
+    )
+    encoded_speed, cached_speed = measure_cached_training(module, batch, steps=1, warmup=0)
+    assert encoded_speed > 0 and cached_speed > 0
 
 
 def _train_losses(run_dir: Path) -> dict[int, float]:

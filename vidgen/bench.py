@@ -4,6 +4,11 @@ Reports the denoiser's trainable parameter count, training throughput (clips/s o
 AdamW step, after warmup), sampling time per video with the configured sampler and guidance, and peak memory
 (CUDA allocator peak on GPU; process peak RSS on CPU). Prints a table and JSON and writes ``bench.json``.
 
+The data side beside it (:mod:`vidgen.benchmark.loader`): the training loader's clips/s from the folders (or
+the generator) with each of ``bench.loader_workers`` and from ``data.cache`` when set, and with
+``bench.cached_step=true`` the training step on cached batches against encoded ones, timed round-robin, so a
+user sees whether decoding, encoding or the denoiser limits training.
+
 ``bench.compare=[latent_shift,latent_vdm]`` measures several model configs side by side in one run: each
 listed ``conf/model/<name>.yaml`` is composed with the command's other overrides (so the same data, video
 shape, autoencoder, conditioner, recipe, sampler and U-Net ``model.size``), measured as above, and one table

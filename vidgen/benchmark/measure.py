@@ -150,6 +150,7 @@ def run_bench(cfg: DictConfig) -> dict[str, Any]:
         module, batch_size, int(settings.train_steps), int(settings.warmup_steps), device, precision
     )
     train_peak = _peak_memory_mib(device)
+    data_rows = _data_rows(cfg, module, batch_size, device, precision)
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
     seconds_per_video = measure_sampling(module, int(settings.sample_videos), device)
@@ -169,6 +170,7 @@ def run_bench(cfg: DictConfig) -> dict[str, Any]:
         "peak_memory_train_mib": train_peak,
         "peak_memory_sample_mib": sample_peak,
         "peak_memory_kind": "CUDA allocator peak" if device.type == "cuda" else "process peak RSS",
+        **data_rows,
     }
     if bool(settings.get("flops", False)):
         from vidgen.benchmark.sampling_flops import build_counting_module, sampling_flops
@@ -176,6 +178,31 @@ def run_bench(cfg: DictConfig) -> dict[str, Any]:
         del module  # the meta-device build for counting holds no memory; the timed module is done
         result["sampling_flops"] = sampling_flops(build_counting_module(cfg)).as_dict()
     return result
+
+
+def _data_rows(
+    cfg: DictConfig, module: VideoDiffusionModule, batch_size: int, device: torch.device, precision: str
+) -> dict[str, Any]:
+    """The data side (:mod:`vidgen.benchmark.loader`): ``loader_clips_per_s`` (``{loader: clips/s}``, with
+    ``bench.loader_batches > 0``) and, with ``bench.cached_step``, the training step's clips/s on encoded and on
+    cached batches timed round-robin (``step_clips_per_s_encoded`` / ``_cached``)."""
+    from vidgen.benchmark.loader import measure_cached_training, measure_loaders
+
+    settings = cfg.bench
+    rows: dict[str, Any] = {}
+    if int(settings.get("loader_batches") or 0) > 0:
+        rows["loader_clips_per_s"] = measure_loaders(cfg, int(settings.loader_batches))
+    if bool(settings.get("cached_step", False)):
+        batch = {
+            k: v.to(device) if isinstance(v, torch.Tensor) else v
+            for k, v in _fake_batch(module, batch_size, module.seed).items()
+        }
+        with _autocast(device, precision):
+            encoded, cached = measure_cached_training(
+                module, batch, int(settings.train_steps), int(settings.warmup_steps)
+            )
+        rows["step_clips_per_s_encoded"], rows["step_clips_per_s_cached"] = encoded, cached
+    return rows
 
 
 def _description(cfg: DictConfig, module: Any) -> dict[str, Any]:
@@ -244,6 +271,16 @@ def format_table(result: dict[str, Any]) -> str:
         ),
         ("peak memory, sampling", timed("peak_memory_sample_mib", "{:.0f} MiB")),
     ]
+    for name, value in (result.get("loader_clips_per_s") or {}).items():
+        rows.append((f"data loader, {name}", f"{value:.2f} clips/s"))
+    if result.get("step_clips_per_s_cached") is not None:
+        encoded, cached = result["step_clips_per_s_encoded"], result["step_clips_per_s_cached"]
+        rows.append(
+            (
+                "training step, encoded / cached",
+                f"{encoded:.2f} / {cached:.2f} clips/s ({cached / encoded:.2f}x from a data.cache; round-robin)",
+            )
+        )
     flops = result.get("sampling_flops")
     if flops:
         rows += [
