@@ -250,3 +250,41 @@ def test_an_interrupted_precompute_resumes_where_it_stopped(
     for index in (0, 9, 23):
         assert torch.equal(items[index]["latent_mean"], reference(index)["latent_mean"])
     assert precompute(cfg)["seconds"] == 0.0  # complete: nothing to do
+
+
+#: the latent U-Nets take text or nothing (the text path is covered by the Latte test above)
+NO_LABELS = ["conditioner=none", "conditioner.num_classes=0"]
+#: every model family on a cache: pixel space (the cache holds the clips) or the tiny VAE's latents
+FAMILIES = {
+    "vdm_pixels": ["model=vdm_unet3d", "diffusion=vdm", "autoencoder=identity"],
+    "latent_shift": ["model=latent_shift", "diffusion=sd", "diffusion.prediction=eps", *NO_LABELS],
+    "latent_vdm": ["model=latent_vdm", "diffusion=sd", "diffusion.prediction=eps", *NO_LABELS],
+    "cmd_stage2": ["model=cmd", "cmd.autoencoder_ckpt=untrained", "task_name=bench"],
+    "cmd_stage2_pixels": [
+        "model=cmd",
+        "cmd.autoencoder_ckpt=untrained",
+        "task_name=bench",
+        "autoencoder=identity",
+    ],
+}
+
+
+@pytest.mark.parametrize("family", sorted(FAMILIES))
+def test_every_model_family_gets_the_same_losses_from_the_cache(
+    family: str, vae: Path, tmp_path: Path
+) -> None:
+    overrides = [o for o in _overrides(vae, *FAMILIES[family]) if not o.startswith("model.")]
+    if "autoencoder=identity" in overrides:  # pixel space: the cache holds the clips themselves
+        overrides = [o for o in overrides if not o.startswith(("autoencoder.", "autoencoder=sd_vae"))]
+    cfg = compose_config(overrides, run_dir=tmp_path / "run")
+    encoder = CacheEncoder(_encoder_config(cfg))
+    cached = default_collate([encoder(i) for i in (2, 6)])
+    encoded = default_collate([encoder._build()[0][i] for i in (2, 6)])
+    assert ("latent_std" in cached) == (cfg.autoencoder.kind == "sd_vae")
+    module = build_module(cfg)
+    losses = [
+        module._diffusion_losses(module.denoiser, batch, step_generator(0, 1, 0, 0), train=True)
+        for batch in (cached, encoded)
+    ]
+    for name in losses[0]:
+        torch.testing.assert_close(losses[0][name], losses[1][name], rtol=0, atol=0)
