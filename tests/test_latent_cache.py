@@ -93,6 +93,8 @@ def test_a_cache_of_another_config_is_refused_naming_the_key(vae: Path, tmp_path
     write_metadata(cache, {**metadata, "complete": False})
     with pytest.raises(ConfigError, match="incomplete"):
         check_cache(cache, cfg)
+    with pytest.raises(ConfigError, match="remote path"):
+        check_cache("s3://bucket/cache", cfg)
     (cache / METADATA_FILE).unlink()
     with pytest.raises(ConfigError, match="no precomputed cache") as error:
         check_cache(cache, cfg)

@@ -162,6 +162,12 @@ def check_cache(cache_dir: str | Path, cfg: DictConfig, key: str = "data.cache")
         ConfigError: naming ``key`` when there is no (complete) vidgen cache there, or naming the first
             config key whose value differs from the cache's (with both values and the fix).
     """
+    if "://" in str(cache_dir):
+        raise ConfigError(
+            key,
+            f"'{cache_dir}' is a remote path; the cache's key check reads {METADATA_FILE} from a local folder: "
+            "copy the cache (or mount the bucket) and give its local path",
+        )
     folder = Path(str(cache_dir)).expanduser()
     metadata = read_metadata(folder)
     if metadata is None:
