@@ -208,6 +208,17 @@ def test_precompute_then_train_from_the_cache_resumes_exactly(vae: Path, tmp_pat
     assert all(head[step] == reference[step] for step in range(3))
     for step in range(3, 8):
         assert tail[step] == reference[step], f"step {step}: {tail[step]} != {reference[step]}"
+    # two ranks: each streams its own half of the epoch (LitData's rank sharding of the cache loader)
+    from litdata.utilities.env import _DistributedEnv
+
+    from vidgen.data.cached_datamodule import build_datamodule
+
+    shards = []
+    for rank in (0, 1):
+        loader = build_datamodule(compose_config(overrides, run_dir=tmp_path / "ranks")).train_dataloader()
+        loader.dataset.distributed_env = _DistributedEnv(world_size=2, global_rank=rank, num_nodes=1)
+        shards.append([int(i) for batch in loader for i in batch["index"]])
+    assert len(shards[0]) == len(shards[1]) == 12 and sorted(shards[0] + shards[1]) == list(range(24))
     # a config the cache was not written for is refused before training, naming the key
     with pytest.raises(ConfigError) as error:
         train(compose_config([*overrides, "data.resolution=32"], run_dir=tmp_path / "other"))
