@@ -7,7 +7,9 @@ The key holds every config value that changes a cache's contents, as flat dotted
 * every ``data.*`` key except the loader-only ones (:data:`LOADER_ONLY_KEYS`: batch size, workers, validation
   caps, ...): resolution, frames, frame stride, root, split, seed, flips, ...; folder paths made absolute;
 * ``conditioner.kind`` and, with text, the text encoder (``conditioner.path`` + its fingerprint as
-  ``conditioner.weights``, ``model_name``, ``max_length``, ``pad_token``).
+  ``conditioner.weights``, ``model_name``, ``max_length``, ``pad_token``);
+* for CMD stage 2 on a deterministic frame autoencoder (:func:`caches_cmd_latents`): the stage-1 checkpoint
+  (``cmd.autoencoder_ckpt``, its fingerprint as ``cmd.autoencoder_weights``) and ``cmd.compat_release``.
 
 The metadata (``vidgen_cache.json`` next to the shards) is ``{"format", "key", "complete", "num_items",
 "fields", "num_workers", ...}``; :func:`check_cache` compares a training config's key with it and fails
@@ -30,6 +32,7 @@ __all__ = [
     "LOADER_ONLY_KEYS",
     "METADATA_FILE",
     "cache_key",
+    "caches_cmd_latents",
     "check_cache",
     "fingerprint",
     "read_metadata",
@@ -102,6 +105,17 @@ def _absolute(value: Any) -> Any:
     return str(Path(str(value)).expanduser().resolve()) if value not in (None, "") else value
 
 
+def caches_cmd_latents(cfg: DictConfig) -> bool:
+    """Whether a cache for ``cfg`` holds CMD's content frames and motion latents too: for CMD stage 2
+    (``model=cmd``) on a deterministic frame autoencoder (``identity``, or ``sample_posterior: false``); with a
+    sampled posterior they change every step, and the cache holds the frame posterior only."""
+    target = str(OmegaConf.select(cfg, "model._target_", default="") or "")
+    deterministic = cfg.autoencoder.kind == "identity" or not bool(
+        cfg.autoencoder.get("sample_posterior", False)
+    )
+    return target.endswith("CMDDenoisers") and deterministic
+
+
 def cache_key(cfg: DictConfig) -> dict[str, Any]:
     """The flat ``{dotted config key: value}`` identifying the cache ``cfg`` writes or reads (module
     docstring). Values are plain JSON (lists for sequences)."""
@@ -128,6 +142,15 @@ def cache_key(cfg: DictConfig) -> dict[str, Any]:
             value = conditioner.get(name)
             key[f"conditioner.{name}"] = _absolute(value) if name == "path" else value
         key["conditioner.weights"] = fingerprint(conditioner.get("path"), ("text_encoder",))
+    if caches_cmd_latents(cfg):
+        checkpoint = str(cfg.cmd.autoencoder_ckpt)
+        key["cmd.autoencoder_ckpt"] = checkpoint if checkpoint == "untrained" else _absolute(checkpoint)
+        key["cmd.autoencoder_weights"] = (
+            f"untrained {cfg.cmd.untrained_size}, seed {cfg.seed}"
+            if checkpoint == "untrained"
+            else fingerprint(checkpoint)
+        )
+        key["cmd.compat_release"] = bool(cfg.cmd.compat_release)
     return json.loads(json.dumps(key))  # tuples -> lists, as the JSON file holds them
 
 

@@ -11,6 +11,8 @@ processes through ``litdata.optimize``. Each sample is a dict:
   (:meth:`~vidgen.autoencoders.base.FrameAutoencoder.latents_from_posterior`);
 * ``text`` ``(L, D)``, ``text_mask`` ``(L,)`` bool, ``pooled_text`` ``(D,)``: the caption's text-encoder
   states (``conditioner=text`` only; dropout for guidance is still drawn per step);
+* ``cmd_content`` ``(c, h, w)`` and ``cmd_motion`` ``(D, F, w'+h')``: CMD stage 2's content frame and motion
+  latent of the clip, when the frame latents are deterministic (:func:`~vidgen.data.cache_key.caches_cmd_latents`);
 * ``label`` (int), ``caption`` (str) when the data has them; ``index`` (the clip's index in the training
   split), ``source`` (its file, or ``synthetic:train:<index>``), ``frame_indices`` ``(F,)`` int64 and
   ``hflip`` (0 / 1).
@@ -38,13 +40,14 @@ from vidgen.data.cache_key import (
     CACHE_FORMAT,
     METADATA_FILE,
     cache_key,
+    caches_cmd_latents,
     first_difference,
     read_metadata,
     write_metadata,
 )
 from vidgen.data.datamodule import usable_cpus
 
-__all__ = ["CacheEncoder", "instantiate_data", "precompute"]
+__all__ = ["CacheEncoder", "encoder_config", "instantiate_data", "precompute"]
 
 
 def instantiate_data(node: DictConfig) -> Any:
@@ -53,6 +56,19 @@ def instantiate_data(node: DictConfig) -> Any:
     if "cache" in plain:
         del plain["cache"]
     return instantiate_node(plain)
+
+
+def encoder_config(cfg: DictConfig) -> dict[str, Any]:
+    """The plain config a :class:`CacheEncoder` is built from: ``data``, ``autoencoder``, the text
+    ``conditioner``, and for CMD stage 2 (:func:`~vidgen.data.cache_key.caches_cmd_latents`) ``cmd``, ``seed``
+    and the model's ``_target_``."""
+    names = ["data", "autoencoder"] + (["conditioner"] if cfg.conditioner.kind == "text" else [])
+    config: dict[str, Any] = {name: OmegaConf.to_container(cfg[name], resolve=True) for name in names}
+    if caches_cmd_latents(cfg):
+        config["cmd"] = OmegaConf.to_container(cfg.cmd, resolve=True)
+        config["seed"] = int(cfg.seed)
+        config["model"] = {"_target_": str(cfg.model._target_)}
+    return config
 
 
 class CacheEncoder:
@@ -66,6 +82,7 @@ class CacheEncoder:
         self.config = config
         self.threads = int(threads)
         self._parts: tuple[Any, Any, Any] | None = None
+        self._cmd: Any = None
 
     def _build(self) -> tuple[Any, Any, Any]:
         if self._parts is None:
@@ -77,6 +94,7 @@ class CacheEncoder:
             autoencoder = instantiate_node(cfg.autoencoder).eval()
             text = instantiate_node(cfg.conditioner) if "conditioner" in cfg else None
             self._parts = (dataset, autoencoder, text)
+            self._cmd = _cmd_autoencoder(cfg) if "cmd" in cfg and caches_cmd_latents(cfg) else None
         return self._parts
 
     @torch.no_grad()
@@ -96,8 +114,20 @@ class CacheEncoder:
         if text is not None:
             states, mask, pooled = text.encode([sample["caption"]])
             sample["text"], sample["text_mask"], sample["pooled_text"] = states[0], mask[0], pooled[0]
+        if self._cmd is not None:  # CMD stage 2, deterministic frame latents: its content and motion too
+            content, motion = self._cmd.encode(autoencoder.latents_from_posterior(mean, std, None))
+            sample["cmd_content"], sample["cmd_motion"] = content[0].float(), motion[0].float()
         sample.update(_clip_origin(dataset, sample["index"], video.shape[1]))
         return sample
+
+
+def _cmd_autoencoder(cfg: DictConfig) -> Any:
+    """CMD's frozen stage-1 network for ``cfg`` (``cmd.autoencoder_ckpt``, or the untrained one)."""
+    from vidgen.lit.cmd_build import load_cmd_autoencoder, untrained_cmd_autoencoder
+
+    if str(cfg.cmd.autoencoder_ckpt) == "untrained":
+        return untrained_cmd_autoencoder(cfg)[0]
+    return load_cmd_autoencoder(cfg.cmd.autoencoder_ckpt, cfg)[0]
 
 
 def _clip_origin(dataset: Any, index: int, num_frames: int) -> dict[str, Any]:
@@ -179,10 +209,7 @@ def precompute(cfg: DictConfig, encoder: type[CacheEncoder] = CacheEncoder) -> d
             stacklevel=2,
         )
         num_workers = int(previous["num_workers"])
-    nodes = (
-        ("data", "autoencoder", "conditioner") if cfg.conditioner.kind == "text" else ("data", "autoencoder")
-    )
-    config = {name: OmegaConf.to_container(cfg[name], resolve=True) for name in nodes}
+    config = encoder_config(cfg)
     datamodule = instantiate_data(cfg.data)
     num_items = len(datamodule.train_set)
     out.mkdir(parents=True, exist_ok=True)

@@ -65,7 +65,10 @@ class CMDDiffusionModule(VideoDiffusionModule):
         self, batch: dict[str, Any], generator: torch.Generator | None
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """A batch's ``video`` ``(B, C, F, H, W)`` (or its cached frame latents, ``data.cache``) -> (content
-        ``(B, c, h, w)``, motion ``(B, D, F, w'+h')``)."""
+        ``(B, c, h, w)``, motion ``(B, D, F, w'+h')``); a cache holding them (``cmd_content`` / ``cmd_motion``,
+        :func:`~vidgen.data.cache_key.caches_cmd_latents`) gives them as they are."""
+        if "cmd_content" in batch:
+            return batch["cmd_content"].to(self.device), batch["cmd_motion"].to(self.device)
         latents = batch_latents(self.autoencoder, batch, generator)
         content, motion = self.cmd_autoencoder.encode(latents)
         return content.detach(), motion.detach()
