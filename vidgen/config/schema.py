@@ -305,9 +305,6 @@ NODE_SCHEMAS: dict[str, type] = {
     "pretrained": PretrainedSchema,
 }
 TARGET_NODES = ("model", "data", "trainer", "logger")
-#: ``(node, key)`` read by vidgen itself, not passed to the node's target: ``data.cache`` (a precomputed cache,
-#: :mod:`vidgen.data.cached_datamodule`)
-WRAPPER_KEYS = frozenset({("data", "cache")})
 
 
 def validate_node(node: Any, schema: type, key: str) -> None:
@@ -341,7 +338,7 @@ def check_target_kwargs(node: DictConfig, key: str) -> None:
     if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values()):
         return
     for name in node:
-        if str(name).startswith("_") or (key, name) in WRAPPER_KEYS:
+        if str(name).startswith("_"):
             continue
         if name not in parameters:
             allowed = ", ".join(p for p in parameters if p != "self")

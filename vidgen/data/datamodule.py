@@ -90,8 +90,12 @@ class ClipDataModule(pl.LightningDataModule):
         drop_last: bool,
         pin_memory: bool,
         joint_image_frames: int = 0,
+        cache: str | None = None,
     ) -> None:
         super().__init__()
+        #: ``data.cache``: a precomputed cache to train from; :func:`vidgen.data.cached_datamodule.build_datamodule`
+        #: wraps the module in a :class:`~vidgen.data.cached_datamodule.CachedDataModule` when it is set
+        self.cache = None if cache in (None, "") else str(cache)
         self.batch_size = checked_int("data.batch_size", batch_size)
         self.joint_image_frames = checked_int("data.joint_image_frames", joint_image_frames, minimum=0)
         self.num_workers = capped_workers(checked_int("data.num_workers", num_workers, minimum=0))
@@ -269,12 +273,13 @@ class SyntheticDataModule(ClipDataModule):
         speed: Sequence[float] | float = (0.03, 0.06),
         frame_stride: int = 1,
         joint_image_frames: int = 0,
+        cache: str | None = None,
         val_batch_size: int | None = None,
         drop_last: bool = True,
         pin_memory: bool = False,
     ) -> None:
         super().__init__(
-            batch_size, num_workers, seed, val_batch_size, drop_last, pin_memory, joint_image_frames
+            batch_size, num_workers, seed, val_batch_size, drop_last, pin_memory, joint_image_frames, cache
         )
         common = {
             "num_frames": checked_int("data.num_frames", num_frames),
@@ -390,9 +395,10 @@ class VideoFolderDataModule(ClipDataModule):
         pin_memory: bool = False,
         probe: bool = False,
         joint_image_frames: int = 0,
+        cache: str | None = None,
     ) -> None:
         super().__init__(
-            batch_size, num_workers, seed, val_batch_size, drop_last, pin_memory, joint_image_frames
+            batch_size, num_workers, seed, val_batch_size, drop_last, pin_memory, joint_image_frames, cache
         )
         self._check_rgb_root(channels, root, "video folders", "a folder of videos or frame folders")
         self.name = name

@@ -199,10 +199,11 @@ class MSRVTTDataModule(ClipDataModule):
         drop_last: bool = True,
         pin_memory: bool = False,
         joint_image_frames: int = 0,
+        cache: str | None = None,
         extensions: Sequence[str] = (".mp4", ".avi", ".webm", ".mkv"),
     ) -> None:
         super().__init__(
-            batch_size, num_workers, seed, val_batch_size, drop_last, pin_memory, joint_image_frames
+            batch_size, num_workers, seed, val_batch_size, drop_last, pin_memory, joint_image_frames, cache
         )
         self._check_rgb_root(channels, root, "MSR-VTT videos", "the MSR-VTT folder (annotations + videos)")
         self.name = name

@@ -314,9 +314,10 @@ class WebVidDataModule(ClipDataModule):
         drop_last: bool = True,
         pin_memory: bool = False,
         joint_image_frames: int = 0,
+        cache: str | None = None,
     ) -> None:
         super().__init__(
-            batch_size, num_workers, seed, val_batch_size, drop_last, pin_memory, joint_image_frames
+            batch_size, num_workers, seed, val_batch_size, drop_last, pin_memory, joint_image_frames, cache
         )
         self._check_rgb_root(channels, root, "WebVid videos", "the WebVid folder (CSV files + videos/)")
         self.name = name
