@@ -68,9 +68,21 @@ def test_default_is_the_demo_latte_on_synthetic(tmp_path: Path) -> None:
     cfg = compose_config([], run_dir=tmp_path)
     assert cfg.data.name == "synthetic" and cfg.model.size == "demo" and cfg.trainer.accelerator == "cpu"
     assert cfg.model.patch_size == 4 and cfg.data.batch_size == 8 and cfg.sampler.steps == 100
-    assert cfg.autoencoder.kind == "identity"
+    assert cfg.autoencoder.kind == "identity" and list(cfg.data.object_size) == [0.45, 0.55]
+    # the recipe's diffusion: v-prediction, cosine schedule, fixed variance, simple loss
+    diffusion = dict(cfg.diffusion)
+    assert {k: diffusion[k] for k in ("prediction", "schedule", "learn_sigma", "loss")} == {
+        "prediction": "v", "schedule": "cosine", "learn_sigma": False, "loss": "simple"
+    }  # fmt: skip
     model = instantiate(cfg.model)  # the convention: the model node builds the denoiser itself
-    assert isinstance(model, Latte) and model.learn_sigma and model.out_channels == 2 * model.in_channels
+    assert isinstance(model, Latte) and not model.learn_sigma and model.out_channels == model.in_channels
+    # Latte's own diffusion is one override away, and the ablation scales keep the settings they were measured
+    # with (linear betas, learned variance, hybrid loss; the generator's default object size)
+    for overrides in (["diffusion=latte"], ["scale=tiny"], ["scale=latent_shift/tiny"], ["scale=cmd/tiny"]):
+        node = compose_config(overrides, run_dir=tmp_path).diffusion
+        assert (node.schedule, node.learn_sigma, node.loss) == ("linear", True, "hybrid"), overrides
+    for scale in ("tiny", "latent_shift/tiny", "cmd/tiny", "vdm/tiny"):
+        assert list(compose_config([f"scale={scale}"], run_dir=tmp_path).data.object_size) == [0.3, 0.4]
 
 
 def test_real_data_recipe_is_the_papers(tmp_path: Path) -> None:
@@ -165,7 +177,7 @@ def test_experiment_and_debug_configs_compose(tmp_path: Path) -> None:
         ("sampler.steps=0", "sampler.steps"),
         ("diffusion.prediction=score", "diffusion.prediction"),
         ("diffusion.schedule=quadratic", "diffusion.schedule"),
-        ("diffusion.learn_sigma=false", "diffusion.loss"),
+        ("diffusion.loss=hybrid", "diffusion.loss"),  # the hybrid loss needs the learned variance
         ("conditioner.drop_prob=1.5", "conditioner.drop_prob"),
         ("+model.n_layers=3", "model.n_layers"),
         ("+data.colour=red", "data.colour"),

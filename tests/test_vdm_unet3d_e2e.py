@@ -42,7 +42,7 @@ def test_training_runs_with_finite_losses_and_samples_videos(run_dir: Path) -> N
     assert len(losses) == 6 and all(math.isfinite(loss) for loss in losses)
     checkpoint = read_checkpoint(run_dir / "checkpoints" / "last.ckpt")
     assert checkpoint["vidgen_config"]["model"]["size"] == "tiny"
-    assert checkpoint["vidgen_num_denoiser_params"] == 777_891 + 9 * 32 * 3 + 3  # learn_sigma: 6 outputs
+    assert checkpoint["vidgen_num_denoiser_params"] == 777_891  # the recipe's fixed variance: 3 outputs
     assert any(k.startswith("ema_denoiser.") and ".temporal." in k for k in checkpoint["state_dict"])
     final = sorted((run_dir / "samples" / "final").glob("sample_*.mp4"))
     assert len(final) == 2

@@ -14,11 +14,13 @@ from vidgen.diffusion import GaussianDiffusion, build_diffusion
 @pytest.mark.parametrize(
     ("overrides", "learn_sigma", "loss"),
     [
-        ([], True, "hybrid"),  # conf/diffusion/latte.yaml, the default
+        ([], False, "simple"),  # the demo recipe's diffusion (conf/diffusion/recipe.yaml), the default
+        (["diffusion=latte"], True, "hybrid"),
         (["diffusion=simple"], False, "simple"),
-        (["diffusion.loss=simple"], True, "simple"),
+        (["diffusion=latte", "diffusion.loss=simple"], True, "simple"),
         (["diffusion=vpred", "diffusion.learn_sigma=true"], True, "simple"),
-        (["diffusion.learn_sigma=false"], False, "hybrid"),
+        (["diffusion=latte", "diffusion.learn_sigma=false"], False, "hybrid"),
+        (["diffusion.learn_sigma=true"], True, "simple"),
     ],
 )
 def test_learn_sigma_needs_the_hybrid_loss(

@@ -216,8 +216,11 @@ def test_missing_or_foreign_file_names_the_key(tmp_path):
 
 
 def _module_overrides(tmp_path: Path) -> list[str]:
-    # patch 2 (the demo recipe's is 4): the DiT below has an 8x8 grid
-    return [*TINY, "model.patch_size=2", "logger=csv", f"pretrained.path={tmp_path / 'dit.pt'}"]
+    # patch 2 (the demo recipe's is 4): the DiT below has an 8x8 grid; Latte's diffusion (the demo recipe's
+    # has a fixed variance): DiT learns the variance, 2C outputs as the checkpoint's final layer
+    return [
+        *TINY, "model.patch_size=2", "diffusion=latte", "logger=csv", f"pretrained.path={tmp_path / 'dit.pt'}"
+    ]  # fmt: skip
 
 
 def _tiny_dit_for_train(tmp_path: Path) -> OrderedDict[str, torch.Tensor]:

@@ -157,7 +157,12 @@ def test_the_synthetic_recipe_builds_the_tiny_model(tmp_path: Path) -> None:
     validate_config(cfg)
     model = instantiate_node(cfg.model)
     assert isinstance(model, VDMUNet3D) and model.size == "tiny" and model.input_size == 16
-    # 3 pixel channels; Latte's default diffusion learns the variance: 2C outputs
+    # 3 pixel channels; the demo recipe's diffusion has a fixed variance: C outputs
+    assert not model.learn_sigma and model.out_channels == 3
+    assert model.num_params() == PINNED["tiny"][0]
+    # with Latte's diffusion (a learned variance) 2C outputs: 3 more output channels of the last 3x3 conv
+    cfg = compose_config(["model=vdm_unet3d", "diffusion=latte"], run_dir=tmp_path)
+    model = instantiate_node(cfg.model)
     assert model.learn_sigma and model.out_channels == 6
     assert model.num_params() == PINNED["tiny"][0] + 9 * 32 * 3 + 3
 
