@@ -55,12 +55,12 @@ if missing:
     )
 entry_points = next((n for n in names if n.endswith(".dist-info/entry_points.txt")), None)
 text = archive.read(entry_points).decode() if entry_points else ""
-scripts = [f"vidgen-{cli} = vidgen.{cli}:main" for cli in ("train", "sample", "evaluate", "bench")]
+scripts = [f"vidgen-{cli} = vidgen.{cli}:main" for cli in ("train", "sample", "evaluate", "bench", "precompute")]
 absent = [line for line in scripts if line not in text]
 if absent:
     sys.exit(f"test-wheel: FAIL: {wheel.name} lacks the console scripts {absent}")
 print(f"test-wheel: {wheel.name} holds all {len(wanted)} YAML files of conf/ as vidgen/conf/ and the console "
-      "scripts vidgen-train, vidgen-sample, vidgen-evaluate, vidgen-bench")
+      "scripts vidgen-train, vidgen-sample, vidgen-evaluate, vidgen-bench, vidgen-precompute")
 EOF
 
 # 3. install into a new environment
@@ -90,8 +90,8 @@ if Path(CONFIG_DIR) != package / "conf" or not (package / "conf" / "train.yaml")
     sys.exit(f"test-wheel: FAIL: the installed vidgen reads its configs from {CONFIG_DIR}, not {package / 'conf'}")
 print(f"test-wheel: from {Path.cwd()}: vidgen is imported from {package} (not from {repo}), configs from {CONFIG_DIR}")
 EOF
-# the four --help runs are mostly start-up (imports): run them side by side
-clis=(train sample evaluate bench)
+# the five --help runs are mostly start-up (imports): run them side by side
+clis=(train sample evaluate bench precompute)
 pids=()
 for cli in "${clis[@]}"; do
     "$work/venv/bin/vidgen-$cli" --help >"$work/help-$cli.txt" 2>&1 &
@@ -105,7 +105,7 @@ for i in "${!clis[@]}"; do
     }
     grep -q "Powered by Hydra" "$help" || fail "vidgen-${clis[$i]} --help printed no Hydra help"
 done
-echo "test-wheel: vidgen-train, vidgen-sample, vidgen-evaluate, vidgen-bench --help compose their configs"
+echo "test-wheel: vidgen-train, vidgen-sample, vidgen-evaluate, vidgen-bench, vidgen-precompute --help compose their configs"
 # the default config (the tiny synthetic recipe); only the final sampling is shortened (2 videos, 10 steps)
 train_args=(trainer.max_steps=2 samples.final_num_videos=2 sampler.steps=10)
 "$python" -m vidgen.train "${train_args[@]}" >"$work/train.txt" 2>&1 || {
