@@ -12,22 +12,22 @@ import torch
 from vidgen.data.latent_cache import CacheEncoder
 
 
-def write_tiny_vae(folder: Path) -> Path:
-    """A diffusers ``AutoencoderKL`` in the real on-disk format (config.json + safetensors): 2 blocks (2x
-    downsampling), 4 latent channels, widths 8."""
+def write_tiny_vae(folder: Path, num_blocks: int = 2, sample_size: int = 16) -> Path:
+    """A diffusers ``AutoencoderKL`` in the real on-disk format (config.json + safetensors): ``num_blocks``
+    blocks (``2 ** (num_blocks - 1)`` x downsampling; 4 blocks is SD's layout), 4 latent channels, widths 8."""
     from diffusers import AutoencoderKL
 
     torch.manual_seed(0)
     AutoencoderKL(
         in_channels=3,
         out_channels=3,
-        down_block_types=("DownEncoderBlock2D",) * 2,
-        up_block_types=("UpDecoderBlock2D",) * 2,
-        block_out_channels=(8, 8),
+        down_block_types=("DownEncoderBlock2D",) * num_blocks,
+        up_block_types=("UpDecoderBlock2D",) * num_blocks,
+        block_out_channels=(8,) * num_blocks,
         latent_channels=4,
         norm_num_groups=4,
         layers_per_block=1,
-        sample_size=16,
+        sample_size=sample_size,
     ).save_pretrained(folder)
     return folder
 

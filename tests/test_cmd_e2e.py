@@ -13,6 +13,7 @@ import pytest
 import torch
 
 from tests.conftest import TINY_DATA, TINY_RUN, compose_config
+from tests.latent_cache_helpers import write_tiny_vae
 from vidgen.config.errors import ConfigError
 from vidgen.config.schema import validate_config
 from vidgen.io.video import read_video
@@ -222,21 +223,7 @@ def test_guided_motion_sampling_gives_both_halves_the_sampled_content_frame(cmd_
 
 def _tiny_sd_vae_folder(folder: Path) -> Path:
     """A diffusers AutoencoderKL with SD's layout (4 blocks: 8x downsampling, 4 latent channels), tiny widths."""
-    from diffusers import AutoencoderKL
-
-    torch.manual_seed(0)
-    AutoencoderKL(
-        in_channels=3,
-        out_channels=3,
-        down_block_types=("DownEncoderBlock2D",) * 4,
-        up_block_types=("UpDecoderBlock2D",) * 4,
-        block_out_channels=(8, 8, 8, 8),
-        latent_channels=4,
-        norm_num_groups=4,
-        layers_per_block=1,
-        sample_size=256,
-    ).save_pretrained(folder)
-    return folder
+    return write_tiny_vae(folder, num_blocks=4, sample_size=256)
 
 
 def test_latent_pipeline_at_256px_16_frames_has_the_spec_shapes(tmp_path: Path) -> None:

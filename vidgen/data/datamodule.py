@@ -202,6 +202,20 @@ class ClipDataModule(pl.LightningDataModule):
             raise ValueError(f"{type(self).__name__} has no captions")
         return [self._val_caption(i) for i in self._val_order(n)]
 
+    def _clip_options(
+        self, root: Path, num_frames: int, frame_stride: int, resolution: int | Sequence[int], probe: bool
+    ) -> dict[str, Any]:
+        """The clip options every video dataset of this module shares (checked, naming their keys): ``root``,
+        ``num_frames``, ``frame_stride``, ``resolution``, the module's ``seed`` and ``probe``."""
+        return {
+            "root": root,
+            "num_frames": checked_int("data.num_frames", num_frames),
+            "frame_stride": checked_int("data.frame_stride", frame_stride),
+            "resolution": checked_frame_size("data.resolution", resolution),
+            "seed": self.seed,
+            "probe": bool(probe),
+        }
+
     @staticmethod
     def _check_rgb_root(channels: int, root: Any, source: str, expected: str) -> None:
         """Decoded video data is RGB (``data.channels`` must be 3) and needs ``data.root`` set; ``source`` names
@@ -446,15 +460,10 @@ class VideoFolderDataModule(ClipDataModule):
         self.split, self.split_lists = split, lists
         self.batch_size = self.fitted_batch_size(len(train_entries), f"training videos under '{root}'")
         common = {
-            "root": root,
-            "num_frames": checked_int("data.num_frames", num_frames),
-            "frame_stride": checked_int("data.frame_stride", frame_stride),
-            "resolution": checked_frame_size("data.resolution", resolution),
+            **self._clip_options(root, num_frames, frame_stride, resolution, probe),
             "class_from_folder": bool(class_from_folder),
             "extensions": extensions,
-            "seed": self.seed,
             "classes": classes,
-            "probe": bool(probe),
         }
         self._common, self._all_entries = common, eval_entries
         self.train_set = VideoFolderDataset(

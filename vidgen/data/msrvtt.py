@@ -36,7 +36,7 @@ from typing import Any
 
 import numpy as np
 
-from vidgen.config.checks import checked_choice, checked_frame_size, checked_int
+from vidgen.config.checks import checked_choice, checked_int
 from vidgen.config.errors import ConfigError
 from vidgen.data.datamodule import ClipDataModule
 from vidgen.data.video_folder import VideoEntry, VideoFolderDataset
@@ -265,14 +265,7 @@ class MSRVTTDataModule(ClipDataModule):
                 "data.root", f"no validation or test video of the annotations is under '{self.root}'"
             )
         self.batch_size = self.fitted_batch_size(len(self.sides["train"]), "MSR-VTT training videos")
-        self._common = {
-            "root": self.root,
-            "num_frames": checked_int("data.num_frames", num_frames),
-            "frame_stride": checked_int("data.frame_stride", frame_stride),
-            "resolution": checked_frame_size("data.resolution", resolution),
-            "seed": self.seed,
-            "probe": bool(probe),
-        }
+        self._common = self._clip_options(self.root, num_frames, frame_stride, resolution, probe)
         self.train_set = MSRVTTDataset(
             self.sides["train"], random_caption=True, hflip=bool(hflip), random_offset=True, **self._common
         )

@@ -42,7 +42,7 @@ from typing import Any
 
 import numpy as np
 
-from vidgen.config.checks import checked_frame_size, checked_int
+from vidgen.config.checks import checked_int
 from vidgen.config.errors import ConfigError
 from vidgen.data.datamodule import ClipDataModule
 from vidgen.data.video_folder import VideoEntry, VideoFolderDataset
@@ -357,14 +357,7 @@ class WebVidDataModule(ClipDataModule):
             keep = np.random.default_rng([self.seed, 3]).permutation(len(val_entries))[:val_max_clips]
             val_entries = [val_entries[i] for i in sorted(keep.tolist())]
         self.batch_size = self.fitted_batch_size(len(train_entries), f"training videos in '{csv}'")
-        self._common = {
-            "root": self.videos_root,
-            "num_frames": checked_int("data.num_frames", num_frames),
-            "frame_stride": checked_int("data.frame_stride", frame_stride),
-            "resolution": checked_frame_size("data.resolution", resolution),
-            "seed": self.seed,
-            "probe": bool(probe),
-        }
+        self._common = self._clip_options(self.videos_root, num_frames, frame_stride, resolution, probe)
         self.train_set = WebVidDataset(train_entries, hflip=bool(hflip), random_offset=True, **self._common)
         self.val_set = WebVidDataset(val_entries, hflip=False, random_offset=False, **self._common)
         self.training_dataset()  # checks joint_image_frames against the training split
