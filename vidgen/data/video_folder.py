@@ -237,7 +237,7 @@ class VideoFolderDataset(Dataset):
                     f"'{loose[0]}'); expected root/<class>/<video> with classes {self.class_names}",
                 )
         self._frame_counts: dict[int, int] = {}
-        self.probe_failures: list[str] = []
+        #: (path, reason) of every video ``probe`` found unreadable (left out)
         self.probe_unreadable: list[tuple[str, str]] = []
         if probe:
             self._probe()
@@ -247,6 +247,11 @@ class VideoFolderDataset(Dataset):
         self.failed_paths: list[str] = []
         #: where bad videos are recorded across processes (set by the data module); None: warn per read
         self.bad_video_log: BadVideoLog | None = None
+
+    @property
+    def probe_failures(self) -> list[str]:
+        """``"<path> (<reason>)"`` for every video ``probe`` left out as unreadable."""
+        return [f"{path} ({reason})" for path, reason in self.probe_unreadable]
 
     @property
     def span(self) -> int:
@@ -299,7 +304,6 @@ class VideoFolderDataset(Dataset):
                 if count < 1:
                     raise VideoReadError(entry.path, "no frames")
             except (VideoReadError, OSError) as error:
-                self.probe_failures.append(f"{entry.path} ({error})")
                 self.probe_unreadable.append((str(entry.path), str(error)))
                 continue
             self._frame_counts[len(kept)] = count
@@ -312,12 +316,12 @@ class VideoFolderDataset(Dataset):
                 "clips repeat the last frame",
                 stacklevel=3,
             )
-        if self.probe_failures:
-            shown = "; ".join(self.probe_failures[:5])
+        failures = self.probe_failures
+        if failures:
+            shown = "; ".join(failures[:5])
             warnings.warn(
-                f"VideoFolderDataset: {len(self.probe_failures)} of {len(self.entries)} videos under "
-                f"'{self.root}' are unreadable and left out: {shown}"
-                + (" ..." if len(self.probe_failures) > 5 else ""),
+                f"VideoFolderDataset: {len(failures)} of {len(self.entries)} videos under "
+                f"'{self.root}' are unreadable and left out: {shown}" + (" ..." if len(failures) > 5 else ""),
                 stacklevel=3,
             )
         if not kept:
