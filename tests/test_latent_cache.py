@@ -299,7 +299,8 @@ def test_every_model_family_gets_the_same_losses_from_the_cache(
         module._diffusion_losses(module.denoiser, batch, step_generator(0, 1, 0, 0), train=True)
         for batch in (cached, encoded)
     ]
-    # exact, except CMD's cached content / motion: encoded one clip at a time, not in a batch (float rounding)
-    tolerance = {"rtol": 1e-5, "atol": 1e-6} if "cmd_content" in cached else {"rtol": 0, "atol": 0}
+    # equal up to float rounding: the cache encodes one clip at a time, the step a batch, and the convolution
+    # kernels are not batch-invariant bit for bit (1 ulp seen on the VAE's latents, depending on what ran
+    # before in the process); a wrong latent, scale or text state moves a loss by far more
     for name in losses[0]:
-        torch.testing.assert_close(losses[0][name], losses[1][name], **tolerance)
+        torch.testing.assert_close(losses[0][name], losses[1][name], rtol=1e-5, atol=1e-6)
