@@ -30,6 +30,7 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
+from typing import Any
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
@@ -40,29 +41,47 @@ from vidgen.benchmark.compare import compose_compared_configs, format_comparison
 from vidgen.benchmark.measure import format_table, run_bench
 from vidgen.benchmark.peers import format_peers, run_peers
 from vidgen.config.errors import ConfigError
+from vidgen.data.num_classes import fill_num_classes
 from vidgen.runtime import CONFIG_DIR
+
+
+def measure(
+    cfg: DictConfig, overrides: list[str] | None = None, config_name: str = "bench"
+) -> tuple[dict[str, Any], str]:
+    """Measure ``cfg`` (or the ``bench.compare`` models composed from ``overrides`` and ``config_name``, or the
+    Latte against its ``bench.peers``): ``(result, printed table)``.
+
+    ``data.num_classes: null`` is read from the data first, as ``vidgen.train`` does
+    (:func:`~vidgen.data.num_classes.fill_num_classes`), in every compared config too.
+
+    Raises:
+        ConfigError: a bad value, naming its key.
+    """
+    fill_num_classes(cfg)
+    names = [str(name) for name in cfg.bench.get("compare") or []]
+    if cfg.bench.get("peers"):
+        result = run_peers(cfg)
+        return result, format_peers(result)
+    if names:
+        configs = compose_compared_configs(names, list(overrides or []), config_name)
+        for config in configs:
+            fill_num_classes(config)
+        result = run_comparison(names, configs)
+        return result, format_comparison(result)
+    result = run_bench(cfg)
+    return result, format_table(result)
 
 
 @hydra.main(config_path=CONFIG_DIR, config_name="bench", version_base="1.3")
 def main(cfg: DictConfig) -> None:
-    """Hydra entry: measure the config (or the ``bench.compare`` models, or the Latte against its
-    ``bench.peers``), print the table and the JSON and write ``bench.json`` into the run directory (exit 2 on
-    a config error)."""
-    names = [str(name) for name in cfg.bench.get("compare") or []]
+    """Hydra entry: :func:`measure`, print the table and the JSON and write ``bench.json`` into the run
+    directory (exit 2 on a config error)."""
     try:
-        if cfg.bench.get("peers"):
-            result = run_peers(cfg)
-            table = format_peers(result)
-        elif names:
+        if cfg.bench.get("compare"):
             hydra_cfg = HydraConfig.get()
-            configs = compose_compared_configs(
-                names, list(hydra_cfg.overrides.task), hydra_cfg.job.config_name
-            )
-            result = run_comparison(names, configs)
-            table = format_comparison(result)
+            result, table = measure(cfg, list(hydra_cfg.overrides.task), hydra_cfg.job.config_name)
         else:
-            result = run_bench(cfg)
-            table = format_table(result)
+            result, table = measure(cfg)
     except ConfigError as error:
         print(f"Config error: {error}", file=sys.stderr)
         raise SystemExit(2) from None

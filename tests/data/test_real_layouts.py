@@ -74,3 +74,28 @@ def test_every_data_config_trains_two_steps_on_its_real_layout(data: str, tmp_pa
     for kind, names in seen.items():  # only the broken files, each once; the index's missing ones always
         assert len(names) == len(set(names)) and set(names) <= set(layout.bad[kind]), (kind, names)
     assert sorted(seen["missing"]) == sorted(layout.bad["missing"])
+
+
+def test_bench_reads_num_classes_from_the_data_as_train_does(tmp_path: Path) -> None:
+    """``python -m vidgen.bench data=ucf101 conditioner=class`` with ``data.num_classes: null`` counts the
+    classes (classInd.txt) before validating, as ``vidgen.train`` does, instead of failing on
+    ``conditioner.num_classes``."""
+    from vidgen.bench import measure
+
+    layout: Layout = LAYOUTS["ucf101"](tmp_path / "data")
+    cfg = compose_config(
+        [
+            "data=ucf101",
+            f"data.root={layout.root}",
+            "conditioner=class",
+            "recipe=synthetic",
+            "autoencoder=identity",
+            "bench.time=false",
+        ],
+        run_dir=tmp_path / "run",
+        config_name="bench",
+    )
+    assert cfg.data.num_classes is None
+    result, table = measure(cfg)
+    assert cfg.data.num_classes == 3 and cfg.conditioner.num_classes == 3
+    assert result["params_trainable"] > 0 and "trainable params" in table
