@@ -101,6 +101,14 @@ def test_a_cache_of_another_config_is_refused_naming_the_key(vae: Path, tmp_path
     assert error.value.key == "data.cache"
 
 
+def test_the_data_module_keeps_data_cache(vae: Path, tmp_path: Path) -> None:
+    """instantiate_data passes ``data.cache`` to the module (every data module takes it) instead of
+    stripping it; build_datamodule is what trains from it."""
+    cfg = compose_config(_overrides(vae, f"data.cache={tmp_path / 'cache'}"), run_dir=tmp_path / "run")
+    assert instantiate_data(cfg.data).cache == str(tmp_path / "cache")
+    assert instantiate_data(compose_config(_overrides(vae), run_dir=tmp_path / "run").data).cache is None
+
+
 @pytest.fixture(scope="module")
 def tiny_clip(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     return save_tiny_open_clip(tmp_path_factory.mktemp("clip"))

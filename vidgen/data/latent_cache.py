@@ -51,11 +51,9 @@ __all__ = ["CacheEncoder", "encoder_config", "instantiate_data", "precompute"]
 
 
 def instantiate_data(node: DictConfig) -> Any:
-    """The data module of a ``data`` node, without the vidgen-level ``cache`` key (not a module argument)."""
-    plain = OmegaConf.create(OmegaConf.to_container(node, resolve=True))
-    if "cache" in plain:
-        del plain["cache"]
-    return instantiate_node(plain)
+    """The data module of a ``data`` node (every data module takes ``cache`` as an argument and keeps it;
+    :func:`vidgen.data.cached_datamodule.build_datamodule` is what trains from it)."""
+    return instantiate_node(node)
 
 
 def encoder_config(cfg: DictConfig) -> dict[str, Any]:
