@@ -30,6 +30,7 @@ from vidgen.data.num_classes import fill_num_classes
 from vidgen.lit.build import build_module, unsharded_copy
 from vidgen.lit.callbacks import InterruptCheckpoint, forward_stop_signals, interrupted_exit_code
 from vidgen.lit.checkpoints import check_checkpoint, resolve_ckpt_path
+from vidgen.lit.compare_arm import run_arm
 from vidgen.lit.cpu_precision import warn_if_slow_bf16
 from vidgen.lit.final_outputs import evaluate_at_end, write_final_samples
 from vidgen.lit.fit_results import ReportFitResults, read_fit_results
@@ -184,7 +185,8 @@ def main(cfg: DictConfig) -> float | None:
     the checkpoint that resumes it (:func:`interrupted_exit_code`); 1 any other failure (a crash).
     """
     try:
-        summary = train(cfg)
+        # an arm of the method comparison (experiment=compare/methods): its stages, budget and costs.json
+        summary = run_arm(cfg, train) if "compare" in cfg else train(cfg)
         if summary["exit_code"]:
             raise SystemExit(summary["exit_code"])
         if summary["global_rank"] != 0:

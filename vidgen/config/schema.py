@@ -362,6 +362,7 @@ SCALE_CHOICES = {
     "latent_shift": "scale=latent_shift/tiny or scale=latent_shift/paper",
     "vdm": "scale=vdm/tiny or scale=vdm/paper",
     "cmd": "scale=cmd/tiny",
+    "compare": "scale=compare/tiny, scale=compare/paper or scale=compare/paper_webvid",
 }
 #: the denoiser class (``model._target_``'s last name) a scale of each family other than Latte's is made for
 SCALE_MODELS = {"latent_shift": "LatentUNet", "vdm": "VDMUNet3D"}
