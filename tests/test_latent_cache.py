@@ -93,8 +93,9 @@ def test_a_cache_of_another_config_is_refused_naming_the_key(vae: Path, tmp_path
     write_metadata(cache, {**metadata, "complete": False})
     with pytest.raises(ConfigError, match="incomplete"):
         check_cache(cache, cfg)
-    with pytest.raises(ConfigError, match="remote path"):
-        check_cache("s3://bucket/cache", cfg)
+    with pytest.raises(ConfigError, match="not a path LitData streams from") as error:
+        check_cache("http://example.invalid/cache", cfg)
+    assert error.value.key == "data.cache"
     (cache / METADATA_FILE).unlink()
     with pytest.raises(ConfigError, match="no precomputed cache") as error:
         check_cache(cache, cfg)

@@ -14,12 +14,19 @@ The key holds every config value that changes a cache's contents, as flat dotted
 The metadata (``vidgen_cache.json`` next to the shards) is ``{"format", "key", "complete", "num_items",
 "fields", "num_workers", ...}``; :func:`check_cache` compares a training config's key with it and fails
 naming the first key that differs.
+
+A cache is a local folder or any path LitData streams from (:data:`REMOTE_PREFIXES`: ``s3://``, ``gs://``,
+``azure://``, ``hf://``, ``r2://``, and ``local:<dir>``, LitData's remote-style local folder): the metadata of a
+remote cache is fetched through LitData's own downloader (the credentials and storage options it uses for the
+shards) into a temporary folder, then checked as a local one's.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import os
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -31,10 +38,13 @@ __all__ = [
     "CACHE_FORMAT",
     "LOADER_ONLY_KEYS",
     "METADATA_FILE",
+    "REMOTE_PREFIXES",
     "cache_key",
+    "cache_location",
     "caches_cmd_latents",
     "check_cache",
     "fingerprint",
+    "is_remote",
     "read_metadata",
     "write_metadata",
 ]
@@ -43,6 +53,9 @@ __all__ = [
 METADATA_FILE = "vidgen_cache.json"
 #: version of the sample layout; a cache of another format is refused
 CACHE_FORMAT = 1
+#: prefixes of the paths LitData streams from through a downloader (litdata.streaming.downloader); ``local:``
+#: is a local folder read the way a bucket is (its chunks copied into LitData's chunk cache)
+REMOTE_PREFIXES: tuple[str, ...] = ("s3://", "gs://", "azure://", "hf://", "r2://", "local:")
 #: ``data.*`` keys that change how clips are loaded or validated, not which training clips exist
 LOADER_ONLY_KEYS = frozenset(
     {
@@ -154,8 +167,63 @@ def cache_key(cfg: DictConfig) -> dict[str, Any]:
     return json.loads(json.dumps(key))  # tuples -> lists, as the JSON file holds them
 
 
-def read_metadata(cache_dir: str | Path) -> dict[str, Any] | None:
-    """The cache's metadata, or None when ``cache_dir`` holds none."""
+def is_remote(cache_dir: str | Path) -> bool:
+    """Whether ``cache_dir`` is a path LitData reads through a downloader (:data:`REMOTE_PREFIXES`)."""
+    return str(cache_dir).startswith(REMOTE_PREFIXES)
+
+
+def cache_location(cache_dir: str | Path) -> str:
+    """``cache_dir`` as LitData's ``StreamingDataset`` takes it: a remote path unchanged, a local one with
+    ``~`` expanded."""
+    return str(cache_dir) if is_remote(cache_dir) else str(Path(str(cache_dir)).expanduser())
+
+
+def _not_found(error: BaseException) -> bool:
+    """Whether a downloader's error says the object does not exist (not credentials, network, ...):
+    ``FileNotFoundError``, obstore's ``NotFoundError``, boto's 404 / ``NoSuchKey``, Google's and Azure's
+    ``NotFound`` / ``ResourceNotFoundError``, the Hub's ``EntryNotFoundError``."""
+    if isinstance(error, ImportError):  # ModuleNotFoundError: the backend's client library is missing
+        return False
+    if isinstance(error, FileNotFoundError) or "NotFound" in type(error).__name__:
+        return True
+    response = getattr(error, "response", None)  # botocore's ClientError
+    code = response.get("Error", {}).get("Code") if isinstance(response, dict) else None
+    return str(code) in ("404", "NoSuchKey", "NotFound")
+
+
+def _read_remote_metadata(cache_dir: str, key: str) -> dict[str, Any] | None:
+    """The metadata of the remote cache ``cache_dir``, fetched through LitData's downloader for its prefix
+    into a temporary folder; None when the file does not exist there.
+
+    Raises:
+        ConfigError: naming ``key`` when the downloader fails otherwise (credentials, network, a missing
+            client library), with its error.
+    """
+    from litdata.streaming import downloader as litdata_downloader
+
+    remote = f"{cache_dir.rstrip('/')}/{METADATA_FILE}"
+    with tempfile.TemporaryDirectory(prefix="vidgen_cache_") as folder:
+        local = os.path.join(folder, METADATA_FILE)
+        try:
+            litdata_downloader.get_downloader(cache_dir, folder, chunks=[]).download_file(remote, local)
+        except Exception as error:  # any backend's error: missing is a missing cache, the rest is reported
+            if _not_found(error):
+                return None
+            first = (str(error).strip().splitlines() or [""])[0]
+            raise ConfigError(
+                key,
+                f"could not fetch '{remote}' through LitData's downloader: {type(error).__name__}: {first}",
+            ) from error
+        if not os.path.isfile(local):
+            return None
+        return json.loads(Path(local).read_text())
+
+
+def read_metadata(cache_dir: str | Path, key: str = "data.cache") -> dict[str, Any] | None:
+    """The cache's metadata, or None when ``cache_dir`` holds none; a remote ``cache_dir``
+    (:func:`is_remote`) is read through LitData's downloader (``key`` names the setting in its errors)."""
+    if is_remote(cache_dir):
+        return _read_remote_metadata(str(cache_dir), key)
     path = Path(cache_dir) / METADATA_FILE
     if not path.is_file():
         return None
@@ -179,26 +247,35 @@ def first_difference(wanted: dict[str, Any], stored: dict[str, Any]) -> str | No
 
 
 def check_cache(cache_dir: str | Path, cfg: DictConfig, key: str = "data.cache") -> dict[str, Any]:
-    """The metadata of the complete cache at ``cache_dir`` written with ``cfg``'s :func:`cache_key`.
+    """The metadata of the complete cache at ``cache_dir`` (a local folder or a remote path,
+    :func:`read_metadata`) written with ``cfg``'s :func:`cache_key`.
 
     Raises:
         ConfigError: naming ``key`` when there is no (complete) vidgen cache there, or naming the first
             config key whose value differs from the cache's (with both values and the fix).
     """
-    if "://" in str(cache_dir):
+    remote = is_remote(cache_dir)
+    if "://" in str(cache_dir) and not remote:
         raise ConfigError(
             key,
-            f"'{cache_dir}' is a remote path; the cache's key check reads {METADATA_FILE} from a local folder: "
-            "copy the cache (or mount the bucket) and give its local path",
+            f"'{cache_dir}' is not a path LitData streams from: give a local folder or a path starting with "
+            f"one of {', '.join(REMOTE_PREFIXES)}",
         )
-    folder = Path(str(cache_dir)).expanduser()
-    metadata = read_metadata(folder)
+    folder = cache_location(cache_dir)
+    metadata = read_metadata(folder, key)
     if metadata is None:
+        write = (
+            f"precompute.out=<a local folder>, then upload that folder to '{folder}'"
+            if remote
+            else f"precompute.out={folder}"
+        )
+        found = f"{METADATA_FILE} not found" + (
+            " there, or not reachable: some downloaders report both alike" if remote else ""
+        )
         raise ConfigError(
             key,
-            f"'{folder}' holds no precomputed cache ({METADATA_FILE} not found); write one with "
-            "python -m vidgen.precompute <the same data / autoencoder / conditioner overrides> "
-            f"precompute.out={folder}",
+            f"'{folder}' holds no precomputed cache ({found}); write one with "
+            f"python -m vidgen.precompute <the same data / autoencoder / conditioner overrides> {write}",
         )
     if metadata.get("format") != CACHE_FORMAT:
         raise ConfigError(
@@ -208,7 +285,8 @@ def check_cache(cache_dir: str | Path, cfg: DictConfig, key: str = "data.cache")
         raise ConfigError(
             key,
             f"the cache at '{folder}' is incomplete (its precompute was interrupted); run the same "
-            "python -m vidgen.precompute command again to finish it",
+            "python -m vidgen.precompute command again to finish it"
+            + (" and upload the finished folder" if remote else ""),
         )
     wanted, stored = cache_key(cfg), metadata["key"]
     differs = first_difference(wanted, stored)

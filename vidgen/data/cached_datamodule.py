@@ -11,19 +11,20 @@ Everything else (validation clips, sampling conditions, evaluation clips, class 
 module, i.e. from the folders: only training reads the cache.
 
 The cache must have been written for this config: :func:`~vidgen.data.cache_key.check_cache` fails naming the
-first key that differs.
+first key that differs. It may be a local folder or any path LitData streams from (``s3://``, ``gs://``,
+``azure://``, ``hf://``, ``r2://``, ``local:``): a remote path goes to ``StreamingDataset`` unchanged, and LitData
+copies the chunks it reads into its chunk cache (``$LITDATA_CACHE_DIR``, else ``~/.lightning/chunks``).
 """
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import lightning.pytorch as pl
 from omegaconf import DictConfig
 
 from vidgen.config.errors import ConfigError
-from vidgen.data.cache_key import check_cache
+from vidgen.data.cache_key import cache_location, check_cache
 from vidgen.data.latent_cache import instantiate_data
 
 __all__ = ["CachedDataModule", "build_datamodule"]
@@ -41,7 +42,7 @@ def build_datamodule(cfg: DictConfig) -> Any:
             "data.joint_image_frames", "a cache holds whole clips: set it to 0 or train without data.cache"
         )
     metadata = check_cache(cache, cfg)
-    return CachedDataModule(datamodule, str(Path(str(cache)).expanduser()), metadata)
+    return CachedDataModule(datamodule, cache_location(cache), metadata)
 
 
 class CachedDataModule(pl.LightningDataModule):
@@ -50,7 +51,7 @@ class CachedDataModule(pl.LightningDataModule):
     Args:
         inner: the data module of the same ``data`` config (its batch size, workers, seed and ``drop_last``
             are the loader's; its attributes are this module's).
-        cache_dir: the cache folder (complete, checked).
+        cache_dir: the cache (complete, checked): a local folder or a remote path LitData streams from.
         metadata: the cache's metadata (``num_items``, ``fields``, ...).
     """
 

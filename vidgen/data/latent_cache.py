@@ -42,6 +42,7 @@ from vidgen.data.cache_key import (
     cache_key,
     caches_cmd_latents,
     first_difference,
+    is_remote,
     read_metadata,
     write_metadata,
 )
@@ -177,8 +178,9 @@ def precompute(cfg: DictConfig, encoder: type[CacheEncoder] = CacheEncoder) -> d
     ``encoder``: the class of litdata's ``fn`` (a :class:`CacheEncoder`; importable by spawned workers).
 
     Raises:
-        ConfigError: ``precompute.out`` holds something else, or a cache of another config (naming the
-            first key that differs), or the data cannot be cached (image-video joint training).
+        ConfigError: ``precompute.out`` is remote (written locally only), holds something else, or a cache of
+            another config (naming the first key that differs), or the data cannot be cached (image-video
+            joint training).
     """
     import litdata
 
@@ -188,6 +190,12 @@ def precompute(cfg: DictConfig, encoder: type[CacheEncoder] = CacheEncoder) -> d
     options = cfg.precompute
     if not options.get("out"):
         raise ConfigError("precompute.out", "is not set: the folder to write the cache into")
+    if is_remote(options.out) or "://" in str(options.out):
+        raise ConfigError(
+            "precompute.out",
+            f"'{options.out}' is remote; precompute writes (and resumes) a local folder: write it to a local "
+            f"folder, upload that folder with your tool of choice, then train with data.cache={options.out}",
+        )
     if int(cfg.data.get("joint_image_frames", 0) or 0) > 0:
         raise ConfigError(
             "data.joint_image_frames", "a cache holds whole clips: image-video joint training cannot use one"
