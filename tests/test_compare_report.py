@@ -171,7 +171,7 @@ def test_table_rows_columns_and_statements(multirun: Path) -> None:
     # latte and vdm overlap (|42 - 45| = 3 < 2 x 2.828); cmd is far from both
     assert (
         "- `synthetic_fvd` (lower is better), best → worst: latte 42 ± 2.828, vdm 45 ± 2.828, cmd 61 ± 1.414. "
-        "Not separated (means differ by less than the sum of their stds): latte and vdm (|Δ| 3 < 5.657)."
+        "Not separated (means differ by no more than the sum of their stds): latte and vdm (|Δ| 3 <= 5.657)."
     ) in text
     assert (
         "- `synthetic_structure/trackable` (higher is better), best → worst: cmd 0.81 ± 0.01414, "

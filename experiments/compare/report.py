@@ -68,7 +68,7 @@ from experiments.latte import report as sweep_report  # noqa: E402
 
 HISTORY_FILE = sweep_report.HISTORY_FILE
 COSTS_FILE = "costs.json"
-LOWER_BETTER = ("fvd", "fid", "lpips", "loss")
+LOWER_BETTER = ("fvd", "fid", "lpips", "loss", "residual")
 FLOPS_AGREEMENT = 0.05  # the tolerance for "equal compute"
 FLOP_UNITS = ((1e18, "EFLOPs"), (1e15, "PFLOPs"), (1e12, "TFLOPs"), (1e9, "GFLOPs"), (1e6, "MFLOPs"))
 # the numbers of costs.json averaged over seeds (peak memory: the largest), kept per seed in report.json
@@ -309,7 +309,7 @@ def separation(arms: list[dict[str, Any]], metric: str) -> dict[str, Any]:
         for second in order[i + 1 :]:
             a, b = first["metrics"][metric], second["metrics"][metric]
             gap, noise = abs(a["mean"] - b["mean"]), (a["std"] or 0.0) + (b["std"] or 0.0)
-            if gap < noise:
+            if gap <= noise:  # equal means are never separated, not even with one seed (std 0)
                 pairs.append({"arms": [first["arm"], second["arm"]], "difference": gap, "std_sum": noise})
     return {
         "metric": metric,
@@ -317,6 +317,7 @@ def separation(arms: list[dict[str, Any]], metric: str) -> dict[str, Any]:
         "order": [a["arm"] for a in order],
         "not_separated": pairs,
         "no_value": [a["arm"] for a in arms if a not in known],
+        "single_seed": [a["arm"] for a in known if int(a["metrics"][metric].get("n") or 1) < 2],
     }
 
 
@@ -449,12 +450,17 @@ def separation_line(result: dict[str, Any], arms: dict[str, dict[str, Any]]) -> 
     line = f"- `{metric}` ({direction}), best → worst: {ordered}."
     if result["not_separated"]:
         pairs = "; ".join(
-            f"{p['arms'][0]} and {p['arms'][1]} (|Δ| {_number(p['difference'])} < {_number(p['std_sum'])})"
+            f"{p['arms'][0]} and {p['arms'][1]} (|Δ| {_number(p['difference'])} <= {_number(p['std_sum'])})"
             for p in result["not_separated"]
         )
-        line += f" Not separated (means differ by less than the sum of their stds): {pairs}."
-    elif len(result["order"]) > 1:
+        line += f" Not separated (means differ by no more than the sum of their stds): {pairs}."
+    elif len(result["order"]) > 1 and not result.get("single_seed"):
         line += " Every pair is separated by more than the sum of its stds."
+    if result.get("single_seed"):
+        line += (
+            f" One seed only ({', '.join(result['single_seed'])}): its seed noise is unknown, so its place in the"
+            " order is not a ranking."
+        )
     if result["no_value"]:
         line += f" No value: {', '.join(result['no_value'])}."
     return line

@@ -37,6 +37,7 @@ from typing import Any
 import torch
 from omegaconf import DictConfig, OmegaConf, open_dict
 
+from vidgen.benchmark.sampling_flops import CONVENTION
 from vidgen.config.errors import ConfigError
 from vidgen.runtime import CONFIG_DIR
 
@@ -222,6 +223,7 @@ def arm_costs(cfg: DictConfig, stages: list[dict[str, Any]], checkpoint: Path | 
         "model_calls": calls,
         "peak_memory_bytes": memory,
         "peak_memory_kind": memory_kind,
+        "flop_convention": CONVENTION,
     }
 
 
