@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import compose_config
-from tests.data.real_layouts import LAYOUTS, Layout
+from tests.data.real_layouts import LAYOUTS, SHORT_FRAMES, Layout
+from vidgen.config.errors import ConfigError
 from vidgen.config.instantiate import instantiate_node
 from vidgen.data.bad_videos import BadVideoLog
 
@@ -48,6 +49,63 @@ def test_probe_counts_every_broken_file_exactly(data: str, tmp_path: Path) -> No
     datamodule.attach_bad_video_log(log)
     expected = {kind: sorted(names) for kind, names in layout.bad.items()}
     assert _names(log.read()) == expected
+
+
+@pytest.mark.parametrize("data", sorted(LAYOUTS))
+def test_reading_every_clip_skips_and_counts_the_short_videos_exactly(data: str, tmp_path: Path) -> None:
+    """Without probe, every config's default (data.short_videos=skip) treats a too-short training video like an
+    unreadable one when it is read: never returned, the next video instead; a too-short validation video is
+    padded (the fixed set keeps its clip). Each is named once, with its reason."""
+    layout: Layout = LAYOUTS[data](tmp_path / "data")
+    cfg = compose_config([f"data={data}", f"data.root={layout.root}"], run_dir=tmp_path / "r")
+    assert cfg.data.short_videos == "skip"
+    needs = f"too short: {SHORT_FRAMES} frames, needs {(cfg.data.num_frames - 1) * cfg.data.frame_stride + 1}"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        datamodule = instantiate_node(cfg.data)
+    log = BadVideoLog(tmp_path / "log")
+    datamodule.attach_bad_video_log(log)
+    returned: dict[str, set[str]] = {}
+    for split, dataset in (("train", datamodule.train_set), ("val", datamodule.val_set)):
+        names = {dataset.entries[dataset[index]["index"]].path.name for index in range(len(dataset))}
+        returned[split] = names
+    found = log.read()
+    assert _names(found)["too_short"] == sorted(layout.bad["too_short"])
+    [(path, reason)] = found["too_short"].items()  # one short video per layout, in one split
+    in_val = any(entry.path == Path(path) for entry in datamodule.val_set.entries)
+    assert reason == (f"{needs}; padded with its last frame" if in_val else needs)
+    assert (Path(path).name in returned["val"]) == in_val and Path(path).name not in returned["train"]
+    assert _names(found)["missing"] == sorted(layout.bad["missing"])
+    if data in ("skytimelapse", "taichi"):  # a broken frame is met only by the clips that read it
+        assert set(_names(found)["unreadable"]) <= set(layout.bad["unreadable"])
+    else:
+        assert _names(found)["unreadable"] == sorted(layout.bad["unreadable"])
+        assert returned["train"].isdisjoint(layout.bad["unreadable"])
+
+
+@pytest.mark.parametrize("policy", ["skip", "pad"])
+def test_probe_leaves_out_or_keeps_the_short_training_videos(policy: str, tmp_path: Path) -> None:
+    layout: Layout = LAYOUTS["ucf101"](tmp_path / "data")
+    overrides = ["data=ucf101", f"data.root={layout.root}", "data.probe=true", f"data.short_videos={policy}"]
+    with pytest.warns(
+        UserWarning, match=rf"1 of 10 readable videos .* fewer than 46 frames.*short_videos={policy}"
+    ):
+        datamodule = instantiate_node(compose_config(overrides, run_dir=tmp_path / "r").data)
+    train = {entry.path.name for entry in datamodule.train_set.entries}
+    assert len(train) == 10 - (policy == "skip")  # 12 on disk, one unreadable, one validates
+    assert (layout.bad["too_short"][0] in train) == (policy == "pad")
+    log = BadVideoLog(tmp_path / "log")
+    datamodule.attach_bad_video_log(log)
+    padded = "; padded with its last frame" if policy == "pad" else ""
+    assert list(log.read()["too_short"].values()) == [f"too short: {SHORT_FRAMES} frames, needs 46{padded}"]
+
+
+def test_a_bad_short_videos_value_names_the_key(tmp_path: Path) -> None:
+    layout: Layout = LAYOUTS["faceforensics"](tmp_path / "data")
+    cfg = compose_config(["data=faceforensics", f"data.root={layout.root}", "data.short_videos=drop"])
+    with pytest.raises(ConfigError, match="must be one of skip, pad") as error:
+        instantiate_node(cfg.data)
+    assert error.value.key == "data.short_videos"
 
 
 @pytest.mark.slow

@@ -91,6 +91,55 @@ def test_probe_reports_and_excludes_unreadable_videos(ucf_tree: Path) -> None:
             assert ds[i]["index"] == i
 
 
+def test_short_videos_are_skipped_or_padded(ucf_tree: Path, tmp_path: Path) -> None:
+    """a2.mp4 has 6 frames, a clip of 4 every 3rd spans 10: skipped like an unreadable video (the next one is
+    read, counted, named with its reason), or padded with its last frame."""
+    from vidgen.data.bad_videos import BadVideoLog
+
+    options = {"num_frames": 4, "frame_stride": 3, "resolution": 8, "random_offset": False}
+    skip = VideoFolderDataset(ucf_tree, short_videos="skip", **options)
+    with pytest.warns(
+        UserWarning, match=r"skipping '.*a2\.mp4' \(too short: 6 frames, needs 10; data\.short"
+    ):
+        item = skip[1]
+    assert item["index"] == 2 and skip.num_short_skipped == 1 and skip.short_paths[0].endswith("a2.mp4")
+    log = BadVideoLog(tmp_path / "log")
+    skip.attach_bad_video_log(log)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # recorded in the log, not warned
+        assert skip[1]["index"] == 2
+    assert list(log.read()["too_short"].items()) == [
+        (str(ucf_tree / "ClassA" / "a2.mp4"), "too short: 6 frames, needs 10")
+    ]
+    pad = VideoFolderDataset(ucf_tree, short_videos="pad", **options)
+    pad.attach_bad_video_log(BadVideoLog(tmp_path / "pad"))
+    assert frame_ids(pad[1]["video"]) == [0, 3, 5, 5] and pad.num_short_skipped == 0
+    assert list(BadVideoLog(tmp_path / "pad").read()["too_short"].values()) == [
+        "too short: 6 frames, needs 10; padded with its last frame"
+    ]
+    with pytest.raises(ConfigError, match=r"must be one of skip, pad \(.*\), got 'drop'") as error:
+        VideoFolderDataset(ucf_tree, short_videos="drop", **options)
+    assert error.value.key == "data.short_videos"
+
+
+def test_every_video_too_short_fails_with_the_fix(ucf_tree: Path) -> None:
+    options = {"num_frames": 8, "frame_stride": 4, "resolution": 8, "short_videos": "skip"}  # spans 29 frames
+    with (
+        pytest.raises(
+            ConfigError, match=r"1 unreadable, 4 shorter than 29 frames \(lower data.num_frames"
+        ) as error,
+        warnings.catch_warnings(),
+    ):
+        warnings.simplefilter("ignore")
+        VideoFolderDataset(ucf_tree, probe=True, **options)
+    assert error.value.key == "data.root"
+    ds = VideoFolderDataset(ucf_tree, **options)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        with pytest.raises(RuntimeError, match=r"4 too short for 29 frames: .*data.short_videos=pad"):
+            ds[0]
+
+
 def test_resize_short_side_then_centre_crop(tmp_path: Path) -> None:
     # one frame folder, 20 x 40 (H x W): left half black, right half white
     image = torch.zeros(3, 20, 40, dtype=torch.uint8)

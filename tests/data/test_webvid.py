@@ -125,9 +125,11 @@ def test_a_corrupt_video_is_counted_and_the_next_one_read_with_its_caption(webvi
     assert report["splits"]["train"]["failed_reads"] == 1
     assert report["splits"]["train"]["failed_examples"][0].endswith("1004.mp4")
     assert [c["missing"] for c in report["csv"]] == [1, 0] and report["csv"][0]["no_page_dir"] == 1
-    probed = _module(webvid, probe=True)
-    assert len(probed.train_set) == 3 and len(probed.train_set.probe_failures) == 1
-    assert "Broken file" not in [e.caption for e in probed.train_set.entries]
+    probed = _module(webvid, probe=True)  # 1002 has 6 frames < 10: left out too (data.short_videos=skip)
+    assert len(probed.train_set) == 2 and len(probed.train_set.probe_failures) == 1
+    assert [e.videoid for e in probed.train_set.entries] == ["1001", "1003"]
+    assert probed.report()["splits"]["train"]["too_short"] == 1
+    assert len(_module(webvid, probe=True, short_videos="pad").train_set) == 3
 
 
 def test_split_without_val_csv_and_evaluation_clips(webvid: Path) -> None:

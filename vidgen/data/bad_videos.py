@@ -12,8 +12,9 @@ new turned up and a summary at the end of the run; both rewrite ``<run dir>/bad_
 name. Kinds:
 
 * ``unreadable``: the file could not be decoded (or has no frame); the next video is read instead.
-* ``too_short``: fewer frames than a clip spans (``(num_frames - 1) * frame_stride + 1``); the clip is
-  padded by repeating the last frame.
+* ``too_short``: fewer frames than a clip spans (``(num_frames - 1) * frame_stride + 1``): a training video
+  is skipped like an unreadable one (``data.short_videos=skip``, the default) or its clip padded by repeating
+  the last frame (``pad``, and always for validation and evaluation clips); the reason says which.
 * ``missing``: listed by the dataset's index (a CSV, JSON or split list) but not on disk; left out.
 """
 

@@ -38,7 +38,12 @@ from vidgen.data.ucf101 import (
     missing_from_lists,
     split_by_lists,
 )
-from vidgen.data.video_folder import VIDEO_EXTENSIONS, VideoFolderDataset, list_videos
+from vidgen.data.video_folder import (
+    VIDEO_EXTENSIONS,
+    VideoFolderDataset,
+    checked_short_videos,
+    list_videos,
+)
 
 __all__ = [
     "ClipDataModule",
@@ -203,10 +208,17 @@ class ClipDataModule(pl.LightningDataModule):
         return [self._val_caption(i) for i in self._val_order(n)]
 
     def _clip_options(
-        self, root: Path, num_frames: int, frame_stride: int, resolution: int | Sequence[int], probe: bool
+        self,
+        root: Path,
+        num_frames: int,
+        frame_stride: int,
+        resolution: int | Sequence[int],
+        probe: bool,
+        short_videos: str,
     ) -> dict[str, Any]:
         """The clip options every video dataset of this module shares (checked, naming their keys): ``root``,
-        ``num_frames``, ``frame_stride``, ``resolution``, the module's ``seed`` and ``probe``."""
+        ``num_frames``, ``frame_stride``, ``resolution``, the module's ``seed``, ``probe`` and ``short_videos``
+        (``skip`` | ``pad``)."""
         return {
             "root": root,
             "num_frames": checked_int("data.num_frames", num_frames),
@@ -214,7 +226,14 @@ class ClipDataModule(pl.LightningDataModule):
             "resolution": checked_frame_size("data.resolution", resolution),
             "seed": self.seed,
             "probe": bool(probe),
+            "short_videos": checked_short_videos(short_videos),
         }
+
+    def _fixed_clip_options(self) -> dict[str, Any]:
+        """The clip options (``self._common``) of the fixed clip sets, validation and evaluation: a too-short
+        video is padded there (counted all the same), whatever ``data.short_videos`` says for training, so that
+        each listed video keeps its own clip instead of the next video's."""
+        return {**self._common, "short_videos": "pad"}
 
     @staticmethod
     def _check_rgb_root(channels: int, root: Any, source: str, expected: str) -> None:
@@ -379,6 +398,9 @@ class VideoFolderDataModule(ClipDataModule):
         val_max_clips: cap on validation videos.
         val_batch_size, drop_last, pin_memory: loader options.
         probe: open every video at construction to exclude unreadable ones early (slow on big sets).
+        short_videos: ``skip`` (default) a training video with fewer frames than a clip spans, like an
+            unreadable one (counted, named in ``bad_videos.txt``), or ``pad`` its clip by repeating its last
+            frame; validation and evaluation clips are always padded (:meth:`_fixed_clip_options`).
         joint_image_frames: ``K`` single frames of other training videos (uniform over their frames, resized,
             cropped and flipped like clips) appended to every training clip (image-video joint training;
             0 = off).
@@ -408,6 +430,7 @@ class VideoFolderDataModule(ClipDataModule):
         drop_last: bool = True,
         pin_memory: bool = False,
         probe: bool = False,
+        short_videos: str = "skip",
         joint_image_frames: int = 0,
         cache: str | None = None,
     ) -> None:
@@ -460,7 +483,7 @@ class VideoFolderDataModule(ClipDataModule):
         self.split, self.split_lists = split, lists
         self.batch_size = self.fitted_batch_size(len(train_entries), f"training videos under '{root}'")
         common = {
-            **self._clip_options(root, num_frames, frame_stride, resolution, probe),
+            **self._clip_options(root, num_frames, frame_stride, resolution, probe, short_videos),
             "class_from_folder": bool(class_from_folder),
             "extensions": extensions,
             "classes": classes,
@@ -469,7 +492,9 @@ class VideoFolderDataModule(ClipDataModule):
         self.train_set = VideoFolderDataset(
             entries=train_entries, hflip=bool(hflip), random_offset=True, **common
         )
-        self.val_set = VideoFolderDataset(entries=val_entries, hflip=False, random_offset=False, **common)
+        self.val_set = VideoFolderDataset(
+            entries=val_entries, hflip=False, random_offset=False, **self._fixed_clip_options()
+        )
         self.training_dataset()  # checks joint_image_frames against the training split
 
     @staticmethod
@@ -509,4 +534,6 @@ class VideoFolderDataModule(ClipDataModule):
         asked for (repeats get other seeded offsets); no flips."""
         order = np.random.default_rng([self.seed, 11]).permutation(len(self._all_entries))
         entries = [self._all_entries[i] for i in np.resize(order, checked_int("num_clips", num_clips))]
-        return VideoFolderDataset(entries=entries, hflip=False, random_offset=True, **self._common)
+        return VideoFolderDataset(
+            entries=entries, hflip=False, random_offset=True, **self._fixed_clip_options()
+        )

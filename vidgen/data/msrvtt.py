@@ -170,8 +170,9 @@ class MSRVTTDataModule(ClipDataModule):
         protocol: ``2016`` (train 6,513 / val 497 / test 2,990) or ``1k-A`` (train 9k / test 1k).
         train_csv, test_csv: the 1k-A files (relative to ``root`` or absolute).
         eval_captions: ``first`` (one clip per test video, its first caption) or ``all`` (one per pair).
-        num_frames, frame_stride, resolution, channels, hflip, probe: clip options (see
-            :class:`~vidgen.data.video_folder.VideoFolderDataset`).
+        num_frames, frame_stride, resolution, channels, hflip, probe, short_videos: clip options (see
+            :class:`~vidgen.data.video_folder.VideoFolderDataset`; ``short_videos`` is the training clips',
+            validation and evaluation clips are padded).
         batch_size, num_workers, val_batch_size, drop_last, pin_memory, seed, joint_image_frames: loader
             options (see :class:`~vidgen.data.datamodule.ClipDataModule`).
         extensions: video file extensions.
@@ -194,6 +195,7 @@ class MSRVTTDataModule(ClipDataModule):
         num_workers: int = 8,
         hflip: bool = False,
         probe: bool = False,
+        short_videos: str = "skip",
         seed: int = 0,
         val_batch_size: int | None = None,
         drop_last: bool = True,
@@ -265,12 +267,14 @@ class MSRVTTDataModule(ClipDataModule):
                 "data.root", f"no validation or test video of the annotations is under '{self.root}'"
             )
         self.batch_size = self.fitted_batch_size(len(self.sides["train"]), "MSR-VTT training videos")
-        self._common = self._clip_options(self.root, num_frames, frame_stride, resolution, probe)
+        self._common = self._clip_options(
+            self.root, num_frames, frame_stride, resolution, probe, short_videos
+        )
         self.train_set = MSRVTTDataset(
             self.sides["train"], random_caption=True, hflip=bool(hflip), random_offset=True, **self._common
         )
         self.val_set = MSRVTTDataset(
-            val, random_caption=False, hflip=False, random_offset=False, **self._common
+            val, random_caption=False, hflip=False, random_offset=False, **self._fixed_clip_options()
         )
         self.training_dataset()  # checks joint_image_frames against the training split
 
@@ -304,4 +308,6 @@ class MSRVTTDataModule(ClipDataModule):
         the fixed captions of :meth:`sample_captions`."""
         entries = self._evaluation_entries()
         chosen = [entries[i % len(entries)] for i in range(checked_int("num_clips", num_clips))]
-        return MSRVTTDataset(chosen, random_caption=False, hflip=False, random_offset=False, **self._common)
+        return MSRVTTDataset(
+            chosen, random_caption=False, hflip=False, random_offset=False, **self._fixed_clip_options()
+        )

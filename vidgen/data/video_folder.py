@@ -8,6 +8,12 @@ every index) is deterministic.
 Classes (``class_from_folder=True``) are the names of the top-level folders under ``root`` (for the usual
 ``root/<class>/<video>.avi`` or ``root/<class>/<video>/<frames>.png`` layout this is the video's parent
 folder), sorted alphabetically; ``label`` is the position in that list.
+
+A video with fewer frames than a clip spans (``(num_frames - 1) * frame_stride + 1``) is *too short*; the
+``short_videos`` policy (``data.short_videos``, :data:`SHORT_VIDEO_POLICIES`) decides what happens to it:
+``skip`` (the data modules' default) treats it like an unreadable video (the next video is read instead; counted
+and named with the reason ``too short: N frames, needs M``), ``pad`` reads it from frame 0 and repeats its last
+frame.
 """
 
 from __future__ import annotations
@@ -31,9 +37,12 @@ from vidgen.io.video import VideoReadError, count_frames, read_image, read_video
 
 __all__ = [
     "IMAGE_EXTENSIONS",
+    "SHORT_VIDEO_POLICIES",
     "VIDEO_EXTENSIONS",
     "VideoEntry",
     "VideoFolderDataset",
+    "VideoTooShort",
+    "checked_short_videos",
     "clip_frame_indices",
     "list_videos",
     "resize_center_crop",
@@ -41,6 +50,39 @@ __all__ = [
 
 VIDEO_EXTENSIONS: tuple[str, ...] = (".mp4", ".avi", ".mkv", ".webm", ".mov")
 IMAGE_EXTENSIONS: tuple[str, ...] = (".png", ".jpg", ".jpeg")
+#: how to use more of the videos when many are too short
+SHORT_FIX = "lower data.num_frames or data.frame_stride, or set data.short_videos=pad"
+#: what ``data.short_videos`` may be: ``skip`` a too-short video like an unreadable one, or ``pad`` its clip
+SHORT_VIDEO_POLICIES: tuple[str, ...] = ("skip", "pad")
+
+
+def checked_short_videos(value: object) -> str:
+    """``value`` as a :data:`SHORT_VIDEO_POLICIES` name.
+
+    Raises:
+        ConfigError: naming ``data.short_videos`` for any other value.
+    """
+    policy = str(value).strip().lower()
+    if policy not in SHORT_VIDEO_POLICIES:
+        raise ConfigError(
+            "data.short_videos",
+            f"must be one of {', '.join(SHORT_VIDEO_POLICIES)} (what to do with a video shorter than a clip: "
+            f"leave it out like an unreadable one, or repeat its last frame), got {value!r}",
+        )
+    return policy
+
+
+class VideoTooShort(Exception):
+    """A video with fewer frames than a clip spans, skipped under ``short_videos="skip"``."""
+
+    def __init__(self, path: str | Path, count: int, span: int) -> None:
+        self.path, self.count, self.span = Path(path), int(count), int(span)
+        super().__init__(short_reason(count, span))
+
+
+def short_reason(count: int, span: int) -> str:
+    """The reason recorded for a too-short video: ``too short: N frames, needs M``."""
+    return f"too short: {count} frames, needs {span}"
 
 
 @dataclass(frozen=True)
@@ -162,12 +204,15 @@ class VideoFolderDataset(Dataset):
 
     A clip takes ``num_frames`` frames every ``frame_stride``-th frame. With ``random_offset`` the start is
     drawn from ``(seed, epoch, index)`` (call :meth:`set_epoch`; :class:`vidgen.data.loader.ResumableDataLoader`
-    does it), otherwise the clip is centred (evaluation). Videos shorter than the span are padded by
-    repeating their last frame. ``hflip`` mirrors a clip with probability 1/2, drawn from the same seed.
+    does it), otherwise the clip is centred (evaluation). A video shorter than the span is skipped like an
+    unreadable one with ``short_videos="skip"`` (counted in ``num_short_skipped``), or read from frame 0 and
+    padded by repeating its last frame with ``"pad"``. ``hflip`` mirrors a clip with probability 1/2, drawn from
+    the same seed.
 
     Unreadable or corrupt videos are never dropped silently: with ``probe=True`` every video is opened at
     construction, the failures are left out with one warning giving their count and first names (see
-    ``probe_failures``) and videos shorter than a clip's span are counted in a second warning; at read time a
+    ``probe_failures``) and videos shorter than a clip's span are counted in a second warning (and left out
+    too with ``short_videos="skip"``, see ``probe_short``); at read time a
     failing video is counted in ``num_failed_reads`` (per process: each DataLoader worker counts its own) and
     the next index is returned instead (so the item's ``"index"`` is the index actually read). Standalone, each
     failed read warns; with a :class:`~vidgen.data.bad_videos.BadVideoLog` attached
@@ -188,6 +233,9 @@ class VideoFolderDataset(Dataset):
         entries: use these videos instead of listing ``root`` (the data module passes split subsets).
         classes: class names (sorted) when ``class_from_folder``; default: the groups found in ``entries``.
         probe: open every video at construction (slow for big datasets) to exclude unreadable ones early.
+        short_videos: ``skip`` or ``pad`` a video shorter than a clip (module docstring). The default here is
+            ``pad`` (a standalone folder, e.g. evaluation's ``real_dir``, reads every video); the data modules pass
+            ``data.short_videos`` (default ``skip``).
     """
 
     def __init__(
@@ -204,6 +252,7 @@ class VideoFolderDataset(Dataset):
         entries: Sequence[VideoEntry] | None = None,
         classes: Sequence[str] | None = None,
         probe: bool = False,
+        short_videos: str = "pad",
     ) -> None:
         super().__init__()
         if int(num_frames) < 1:
@@ -220,6 +269,7 @@ class VideoFolderDataset(Dataset):
         self.hflip = bool(hflip)
         self.random_offset = bool(random_offset)
         self.seed = int(seed)
+        self.short_videos = checked_short_videos(short_videos)
         self.epoch = 0
         self.entries = list(entries) if entries is not None else list_videos(self.root, extensions)
         if not self.entries:
@@ -239,12 +289,17 @@ class VideoFolderDataset(Dataset):
         self._frame_counts: dict[int, int] = {}
         #: (path, reason) of every video ``probe`` found unreadable (left out)
         self.probe_unreadable: list[tuple[str, str]] = []
+        #: (path, reason) of every video ``probe`` found too short (left out with ``short_videos="skip"``)
+        self.probe_short: list[tuple[str, str]] = []
         if probe:
             self._probe()
         lookup = {name: i for i, name in enumerate(self.class_names)}
         self._labels = [lookup[e.group] for e in self.entries] if self.class_from_folder else []
         self.num_failed_reads = 0
         self.failed_paths: list[str] = []
+        #: too-short videos skipped at read time in this process (``short_videos="skip"``), and their paths
+        self.num_short_skipped = 0
+        self.short_paths: list[str] = []
         #: where bad videos are recorded across processes (set by the data module); None: warn per read
         self.bad_video_log: BadVideoLog | None = None
 
@@ -266,9 +321,8 @@ class VideoFolderDataset(Dataset):
             return
         for path, reason in self.probe_unreadable:
             log.record("unreadable", path, reason)
-        for index, count in self._frame_counts.items():
-            if count < self.span:
-                log.record("too_short", self.entries[index].path, f"{count} frames < {self.span}")
+        for path, reason in self.probe_short:
+            log.record("too_short", path, reason)
 
     # ------------------------------------------------------------------------------------------- info
     @property
@@ -306,14 +360,19 @@ class VideoFolderDataset(Dataset):
             except (VideoReadError, OSError) as error:
                 self.probe_unreadable.append((str(entry.path), str(error)))
                 continue
+            if count < self.span:
+                self.probe_short.append((str(entry.path), self._short_reason(count)))
+                if self.short_videos == "skip":
+                    continue
             self._frame_counts[len(kept)] = count
             kept.append(entry)
-        short = sum(1 for count in self._frame_counts.values() if count < self.span)
-        if short:
+        if self.probe_short:
+            done = "left out" if self.short_videos == "skip" else "their clips repeat the last frame"
             warnings.warn(
-                f"VideoFolderDataset: {short} of {len(kept)} readable videos under '{self.root}' have fewer than "
-                f"{self.span} frames (num_frames={self.num_frames}, frame_stride={self.frame_stride}); their "
-                "clips repeat the last frame",
+                f"VideoFolderDataset: {len(self.probe_short)} of {len(self.entries) - len(self.probe_unreadable)} "
+                f"readable videos under '{self.root}' have fewer than {self.span} frames "
+                f"(num_frames={self.num_frames}, frame_stride={self.frame_stride}); data.short_videos="
+                f"{self.short_videos}: {done}",
                 stacklevel=3,
             )
         failures = self.probe_failures
@@ -326,9 +385,18 @@ class VideoFolderDataset(Dataset):
             )
         if not kept:
             raise ConfigError(
-                "data.root", f"none of the {len(self.entries)} videos under '{self.root}' is readable"
+                "data.root",
+                f"none of the {len(self.entries)} videos under '{self.root}' is usable: "
+                f"{len(self.probe_unreadable)} unreadable, {len(self.probe_short)} shorter than {self.span} frames"
+                + (f" ({SHORT_FIX})" if self.probe_short else ""),
             )
         self.entries = kept
+
+    def _short_reason(self, count: int) -> str:
+        """``too short: N frames, needs M`` (plus ``; padded`` under ``short_videos="pad"``)."""
+        return short_reason(count, self.span) + (
+            "; padded with its last frame" if self.short_videos == "pad" else ""
+        )
 
     def _read_frames(self, entry: VideoEntry, indices: list[int]) -> torch.Tensor:
         """uint8 ``(F, H, W, 3)`` frames at ``indices``."""
@@ -354,8 +422,11 @@ class VideoFolderDataset(Dataset):
         available = self._frame_counts.get(index)
         if available is None:
             available = self._num_available(entry)
-        if available < self.span and self.bad_video_log is not None:
-            self.bad_video_log.record("too_short", entry.path, f"{available} frames < {self.span}")
+        if available < self.span:
+            if self.short_videos == "skip":
+                raise VideoTooShort(entry.path, available, self.span)
+            if self.bad_video_log is not None:
+                self.bad_video_log.record("too_short", entry.path, self._short_reason(available))
         indices = clip_frame_indices(
             available, self.num_frames, self.frame_stride, rng if self.random_offset else None
         )
@@ -377,6 +448,18 @@ class VideoFolderDataset(Dataset):
         warnings.warn(
             f"VideoFolderDataset: skipping unreadable video ({error}); "
             f"{self.num_failed_reads} failed reads so far in this process",
+            stacklevel=3,
+        )
+
+    def _note_short(self, entry: VideoEntry, error: VideoTooShort) -> None:
+        self.num_short_skipped += 1
+        self.short_paths.append(str(entry.path))
+        if self.bad_video_log is not None:  # reported once per epoch, like the unreadable ones
+            self.bad_video_log.record("too_short", entry.path, str(error))
+            return
+        warnings.warn(
+            f"VideoFolderDataset: skipping '{entry.path}' ({error}; data.short_videos=skip); "
+            f"{self.num_short_skipped} too-short videos skipped so far in this process",
             stacklevel=3,
         )
 
@@ -417,6 +500,9 @@ class VideoFolderDataset(Dataset):
             entry = self.entries[current]
             try:
                 video = self._load(current)
+            except VideoTooShort as error:
+                self._note_short(entry, error)
+                continue
             except (VideoReadError, OSError) as error:
                 self._note_failed_read(entry, error)
                 continue
@@ -424,4 +510,11 @@ class VideoFolderDataset(Dataset):
             if self.class_from_folder:
                 item["label"] = self._labels[current]
             return item
-        raise RuntimeError(f"none of the {len(self)} videos under '{self.root}' could be read")
+        raise RuntimeError(
+            f"none of the {len(self)} videos under '{self.root}' could be read"
+            + (
+                f" ({self.num_short_skipped} too short for {self.span} frames: {SHORT_FIX})"
+                if self.num_short_skipped
+                else ""
+            )
+        )

@@ -286,6 +286,8 @@ class WebVidDataModule(ClipDataModule):
         max_videos: read at most this many videos of ``csv`` (its first ones); None: all.
         check_files: look for every row's file at construction and leave the missing ones out (counted).
         probe: also open every found video at construction (slow; leaves out corrupt ones, counted).
+        short_videos: ``skip`` (default) or ``pad`` a training video shorter than a clip (see
+            :class:`~vidgen.data.video_folder.VideoFolderDataset`); validation and evaluation clips are padded.
         seed: split, training order and augmentation seed.
         joint_image_frames: ``K`` single frames of other training videos appended to every clip (0 = off).
     """
@@ -309,6 +311,7 @@ class WebVidDataModule(ClipDataModule):
         max_videos: int | None = None,
         check_files: bool = True,
         probe: bool = False,
+        short_videos: str = "skip",
         seed: int = 0,
         val_batch_size: int | None = None,
         drop_last: bool = True,
@@ -357,9 +360,13 @@ class WebVidDataModule(ClipDataModule):
             keep = np.random.default_rng([self.seed, 3]).permutation(len(val_entries))[:val_max_clips]
             val_entries = [val_entries[i] for i in sorted(keep.tolist())]
         self.batch_size = self.fitted_batch_size(len(train_entries), f"training videos in '{csv}'")
-        self._common = self._clip_options(self.videos_root, num_frames, frame_stride, resolution, probe)
+        self._common = self._clip_options(
+            self.videos_root, num_frames, frame_stride, resolution, probe, short_videos
+        )
         self.train_set = WebVidDataset(train_entries, hflip=bool(hflip), random_offset=True, **self._common)
-        self.val_set = WebVidDataset(val_entries, hflip=False, random_offset=False, **self._common)
+        self.val_set = WebVidDataset(
+            val_entries, hflip=False, random_offset=False, **self._fixed_clip_options()
+        )
         self.training_dataset()  # checks joint_image_frames against the training split
 
     # ------------------------------------------------------------------------------------ description
@@ -377,18 +384,19 @@ class WebVidDataModule(ClipDataModule):
         videos = self.val_set.entries
         order = np.random.default_rng([self.seed, 11]).permutation(len(videos))
         entries = [videos[i] for i in np.resize(order, checked_int("num_clips", num_clips))]
-        return WebVidDataset(entries, hflip=False, random_offset=True, **self._common)
+        return WebVidDataset(entries, hflip=False, random_offset=True, **self._fixed_clip_options())
 
     def report(self) -> dict[str, Any]:
         """Counts of what was read and left out: per CSV (rows, videos, missing files, rows without
         ``page_dir``) and per split (videos, corrupt files found by ``probe`` and by reads so far in this
-        process)."""
+        process, too-short videos found by ``probe`` or skipped by reads so far)."""
         splits = {}
         for split, dataset in (("train", self.train_set), ("val", self.val_set)):
             splits[split] = {
                 "videos": len(dataset),
                 "probe_failures": len(dataset.probe_failures),
                 "failed_reads": dataset.num_failed_reads,
+                "too_short": len(dataset.probe_short) + dataset.num_short_skipped,
                 "failed_examples": (dataset.probe_failures + dataset.failed_paths)[:_SHOWN],
             }
         indexes = [self.train_index] + ([self.val_index] if self.val_index is not None else [])
