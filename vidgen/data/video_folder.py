@@ -46,6 +46,7 @@ __all__ = [
     "clip_frame_indices",
     "list_videos",
     "resize_center_crop",
+    "short_reason",
 ]
 
 VIDEO_EXTENSIONS: tuple[str, ...] = (".mp4", ".avi", ".mkv", ".webm", ".mov")
