@@ -24,6 +24,7 @@ the end-of-training evaluation); earlier stages are not evaluated (CMD's autoenc
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import json
 import math
@@ -162,12 +163,29 @@ def apply_budget(cfg: DictConfig, share: float, last: bool) -> dict[str, Any]:
     }
 
 
+def reset_peak_memory() -> None:
+    """Start the job's peak-memory count: the CUDA allocator's peak, and on Linux the process's peak RSS
+    (``VmHWM``, reset through ``/proc/self/clear_refs``), so that the jobs of a multirun, which share one
+    process, each get their own peak."""
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        torch.cuda.reset_peak_memory_stats()
+    with contextlib.suppress(OSError):
+        Path("/proc/self/clear_refs").write_text("5")
+
+
 def _peak_memory() -> tuple[int, str]:
-    """The job's peak memory: the CUDA allocator's peak on a GPU, else the process's peak RSS."""
+    """The job's peak memory since :func:`reset_peak_memory`: the CUDA allocator's peak on a GPU, else the
+    process's peak RSS (``VmHWM``); where that cannot be read, the peak RSS of the whole process so far."""
     if torch.cuda.is_available() and torch.cuda.is_initialized():
         return int(torch.cuda.max_memory_allocated()), "cuda allocator"
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) * 1024, "process RSS"
+    except OSError:
+        pass
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return int(rss if sys.platform == "darwin" else rss * 1024), "process RSS"
+    return int(rss if sys.platform == "darwin" else rss * 1024), "process RSS since start"
 
 
 def _sampling_seconds(checkpoint: Path, num_videos: int, seed: int) -> float | None:
@@ -279,6 +297,7 @@ def run_arm(cfg: DictConfig, train: Callable[[DictConfig], dict[str, Any]]) -> d
     summary of its own stage plus ``costs``. An interrupted stage returns its summary at once (its
     ``exit_code`` says so; the same command resumes: finished stages are skipped)."""
     check_compare(cfg)
+    reset_peak_memory()
     stages: list[dict[str, Any]] = []
     offset = 0.0
     for stage in cfg.compare.get("stages") or []:
