@@ -597,17 +597,23 @@ def plot_pareto(report: dict[str, Any], path: Path, title: str) -> None:
         note = arm["arm"] if seconds is None else f"{arm['arm']}\n{seconds:.3g} s/video"
         axes.annotate(note, (x, y), textcoords="offset points", xytext=(6, 6), fontsize=8)
     front = [a for name in report["pareto"] for a in arms if a["arm"] == name]
-    if len(front) > 1:
+    if front:
         axes.plot(
             [a["sample_gflops_per_video"] for a in front],
             [a["metrics"][metric]["mean"] for a in front],
             color="black",
             linestyle="--",
             linewidth=1,
+            marker="s" if len(front) == 1 else None,
+            markerfacecolor="none",
+            markersize=12,
             label="Pareto front",
         )
     if arms and all(a["sample_gflops_per_video"] > 0 for a in arms):
+        from matplotlib.ticker import NullFormatter
+
         axes.set_xscale("log")
+        axes.xaxis.set_minor_formatter(NullFormatter())  # decades only: minor labels overlap
     axes.margins(x=0.15, y=0.1)  # room for the labels
     axes.set_xlabel("sampling GFLOPs per video")
     axes.set_ylabel(f"final {metric} ({'lower' if lower_is_better(metric) else 'higher'} is better)")
