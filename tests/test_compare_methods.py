@@ -267,12 +267,12 @@ def test_two_arm_sweep_runs_end_to_end_into_the_report(tmp_path: Path) -> None:
 @pytest.mark.skipif(not Path("/proc/self/clear_refs").exists(), reason="Linux /proc only")
 def test_each_job_gets_its_own_peak_memory() -> None:
     """The jobs of a multirun share a process: a job's peak must not include an earlier job's."""
-    from vidgen.lit.compare_arm import _peak_memory, reset_peak_memory
+    from vidgen.benchmark.memory import RSS_PEAK, peak_memory, reset_peak_memory
 
     reset_peak_memory()
     big = torch.ones(64 * 2**20, dtype=torch.uint8)  # 64 MiB, touched
-    busy, kind = _peak_memory()
+    busy, kind = peak_memory()
     del big
     reset_peak_memory()
-    after, _ = _peak_memory()
-    assert kind == "process RSS" and busy - after > 48 * 2**20
+    after, _ = peak_memory()
+    assert kind == RSS_PEAK and busy - after > 48 * 2**20

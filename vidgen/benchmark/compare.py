@@ -17,6 +17,7 @@ from hydra.errors import MissingConfigException
 from omegaconf import DictConfig
 
 from vidgen.benchmark.measure import flops_setting, guidance_note, run_bench, tflops
+from vidgen.benchmark.memory import CUDA_PEAK, RSS_PEAK, RSS_SINCE_START
 from vidgen.benchmark.sampling_flops import STAGE_LABELS
 from vidgen.config.errors import ConfigError
 from vidgen.runtime import CONFIG_DIR
@@ -58,7 +59,7 @@ def compose_compared_configs(
         return compose_all()
 
 
-#: measurements compared as first / other; peak memory only where it is per model (CUDA allocator peak)
+#: measurements compared as first / other; peak memory only where it is per model (CUDA, or a resettable RSS)
 COMPARED = (
     ("params_trainable", "trainable params"),
     ("train_clips_per_s", "training throughput (clips/s)"),
@@ -74,8 +75,8 @@ def run_comparison(names: list[str], configs: list[DictConfig]) -> dict[str, Any
 
     Returns:
         ``{"compare": names, "results": [run_bench result + "config": name, ...], "ratios": {"<first> /
-        <other>": {key: first / other}}}`` for the keys of :data:`COMPARED` (peak memory only on CUDA:
-        on CPU the process peak RSS of a later model includes the earlier ones).
+        <other>": {key: first / other}}}`` for the keys of :data:`COMPARED` (peak memory only where it is each
+        model's own: the CUDA peak, or the process peak RSS where Linux can reset it).
     """
     results = []
     for name, cfg in zip(names, configs, strict=True):
@@ -84,7 +85,7 @@ def run_comparison(names: list[str], configs: list[DictConfig]) -> dict[str, Any
         if torch.cuda.is_available():
             torch.cuda.empty_cache()
     first = results[0]
-    per_model = first["peak_memory_kind"] == "CUDA allocator peak"
+    per_model = first["peak_memory_kind"] in (CUDA_PEAK, RSS_PEAK)
     keys = [key for key, _ in COMPARED if per_model or key not in _MEMORY_KEYS]
     ratios = {
         f"{first['config']} / {other['config']}": {
@@ -150,8 +151,10 @@ def format_comparison(report: dict[str, Any]) -> str:
     notes.append("ratio = first / other: throughput above 1 or time below 1 means the first is faster")
     if first["train_clips_per_s"] is None:
         notes.append("bench.time=false: training, sampling time and memory not measured")
-    elif first["peak_memory_kind"] != "CUDA allocator peak":
+    elif first["peak_memory_kind"] == RSS_SINCE_START:
         notes.append("peak memory is the process peak RSS, shared by all models in this run: no ratio")
+    elif first["peak_memory_kind"] == RSS_PEAK:
+        notes.append("peak memory: the process's peak RSS of each model's own phase (reset between models)")
     if counted:
         notes += _flops_notes(results)
     return "\n".join([line(header), line(["-" * w for w in widths]), *map(line, rows), *notes])

@@ -3,7 +3,7 @@ sampling time per video and peak memory (``python -m vidgen.bench``).
 
 Throughput is clips/s over forward + backward + AdamW step on random clips of the config's shape, after
 warm-up; sampling time uses the configured sampler and guidance; peak memory is the CUDA allocator peak on
-a GPU and the process peak RSS on a CPU. Speed and memory targets live here, never in tests.
+a GPU and the process peak RSS on a CPU, each model's own (:mod:`vidgen.benchmark.memory`). Speed and memory targets live here, never in tests.
 
 ``bench.flops=true`` adds the sampling FLOPs per video, by stage (:mod:`vidgen.benchmark.sampling_flops`,
 counted on the meta device); ``bench.time=false`` skips the timed training and sampling (and peak memory),
@@ -14,13 +14,13 @@ from __future__ import annotations
 
 import contextlib
 import platform
-import resource
 import time
 from typing import Any
 
 import torch
 from omegaconf import DictConfig
 
+from vidgen.benchmark.memory import peak_memory, reset_peak_memory
 from vidgen.config.schema import validate_config
 from vidgen.lit.build import build_module, video_shape_from_config
 from vidgen.lit.cpu_precision import warn_if_slow_bf16
@@ -41,10 +41,9 @@ __all__ = [
 ]
 
 
-def _peak_memory_mib(device: torch.device) -> float:
-    if device.type == "cuda":
-        return torch.cuda.max_memory_allocated(device) / 2**20
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
+def _peak_memory_mib(device: torch.device) -> tuple[float, str]:
+    peak, kind = peak_memory(device)
+    return peak / 2**20, kind
 
 
 def _synchronize(device: torch.device) -> None:
@@ -143,18 +142,16 @@ def run_bench(cfg: DictConfig) -> dict[str, Any]:
         device.type, precision, "bench.precision" if settings.precision else "trainer.precision"
     )
     batch_size = int(settings.batch_size or cfg.data.batch_size)
+    reset_peak_memory(device)  # this model's own peak, also when several are measured in one process
     module = build_module(cfg).to(device)
-    if device.type == "cuda":
-        torch.cuda.reset_peak_memory_stats(device)
     throughput = measure_training(
         module, batch_size, int(settings.train_steps), int(settings.warmup_steps), device, precision
     )
-    train_peak = _peak_memory_mib(device)
+    train_peak, memory_kind = _peak_memory_mib(device)
     data_rows = _data_rows(cfg, module, batch_size, device, precision)
-    if device.type == "cuda":
-        torch.cuda.reset_peak_memory_stats(device)
+    reset_peak_memory(device)  # (the module stays resident: sampling's peak includes its weights)
     seconds_per_video = measure_sampling(module, int(settings.sample_videos), device)
-    sample_peak = _peak_memory_mib(device)
+    sample_peak, _ = _peak_memory_mib(device)
     result = {
         **_description(cfg, module),
         "device": torch.cuda.get_device_name(device)
@@ -169,7 +166,7 @@ def run_bench(cfg: DictConfig) -> dict[str, Any]:
         "sample_s_per_video": seconds_per_video,
         "peak_memory_train_mib": train_peak,
         "peak_memory_sample_mib": sample_peak,
-        "peak_memory_kind": "CUDA allocator peak" if device.type == "cuda" else "process peak RSS",
+        "peak_memory_kind": memory_kind,
         **data_rows,
     }
     if bool(settings.get("flops", False)):

@@ -24,12 +24,9 @@ the end-of-training evaluation); earlier stages are not evaluated (CMD's autoenc
 
 from __future__ import annotations
 
-import contextlib
 import copy
 import json
 import math
-import resource
-import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -38,6 +35,7 @@ from typing import Any
 import torch
 from omegaconf import DictConfig, OmegaConf, open_dict
 
+from vidgen.benchmark.memory import peak_memory, reset_peak_memory
 from vidgen.benchmark.sampling_flops import CONVENTION
 from vidgen.config.errors import ConfigError
 from vidgen.runtime import CONFIG_DIR
@@ -163,31 +161,6 @@ def apply_budget(cfg: DictConfig, share: float, last: bool) -> dict[str, Any]:
     }
 
 
-def reset_peak_memory() -> None:
-    """Start the job's peak-memory count: the CUDA allocator's peak, and on Linux the process's peak RSS
-    (``VmHWM``, reset through ``/proc/self/clear_refs``), so that the jobs of a multirun, which share one
-    process, each get their own peak."""
-    if torch.cuda.is_available() and torch.cuda.is_initialized():
-        torch.cuda.reset_peak_memory_stats()
-    with contextlib.suppress(OSError):
-        Path("/proc/self/clear_refs").write_text("5")
-
-
-def _peak_memory() -> tuple[int, str]:
-    """The job's peak memory since :func:`reset_peak_memory`: the CUDA allocator's peak on a GPU, else the
-    process's peak RSS (``VmHWM``); where that cannot be read, the peak RSS of the whole process so far."""
-    if torch.cuda.is_available() and torch.cuda.is_initialized():
-        return int(torch.cuda.max_memory_allocated()), "cuda allocator"
-    try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) * 1024, "process RSS"
-    except OSError:
-        pass
-    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return int(rss if sys.platform == "darwin" else rss * 1024), "process RSS since start"
-
-
 def _sampling_seconds(checkpoint: Path, num_videos: int, seed: int) -> float | None:
     """Seconds per video of generating ``num_videos`` (one batch) with the checkpoint's module and sampler,
     after one warm-up video; None when ``num_videos`` is 0."""
@@ -219,7 +192,7 @@ def arm_costs(cfg: DictConfig, stages: list[dict[str, Any]], checkpoint: Path | 
         if checkpoint is not None and checkpoint.is_file()
         else None
     )
-    memory, memory_kind = _peak_memory()
+    memory, memory_kind = peak_memory()  # since run_arm started: the whole job, every stage
     return {
         "arm": str(cfg.compare.arm),
         "method": str(cfg.compare.method),
