@@ -62,6 +62,12 @@ def test_every_arm_composes_on_the_same_protocol(tmp_path: Path, scale: str) -> 
         protocol["budget"] = json.dumps(resolved["compare"]["train_flops"])
         for key, value in protocol.items():
             assert shared.setdefault(key, value) == value, f"{arm} differs from the other arms in {key}"
+        if arm in ("latent_shift", "latent_vdm"):  # a trained T2I U-Net reused at paper scale (SD's)
+            pretrained = resolved["model"]["pretrained_path"]
+            assert (pretrained is None) == (scale == "compare/tiny")
+    if scale == "compare/paper":  # UCF101's class reaches every arm as the text of its name
+        assert json.loads(shared["conditioner"])["kind"] == "text"
+        assert json.loads(shared["data"])["class_captions"] == "{name}"
     assert json.loads(shared["sampler"])["name"] == "ddim"
 
 
@@ -73,8 +79,7 @@ def test_the_sweep_covers_the_arms_each_scale_can_run(tmp_path: Path) -> None:
 
     assert arms("compare/tiny") == list(ARMS)
     assert arms("compare/paper_webvid") == list(ARMS)
-    # UCF101 is class-conditional and the Latent-Shift U-Net takes text only
-    assert arms("compare/paper") == ["latte", "vdm", "cmd"]
+    assert arms("compare/paper") == list(ARMS)
 
 
 def compose_config_with_hydra(overrides: list[str]) -> DictConfig:

@@ -28,6 +28,7 @@ from torch.utils.data import DataLoader, Dataset
 from vidgen.config.checks import checked_frame_size, checked_int, checked_square_side
 from vidgen.config.errors import ConfigError
 from vidgen.data.bad_videos import BadVideoLog
+from vidgen.data.class_captions import ClassCaptions, checked_template
 from vidgen.data.joint import JointImageFrames
 from vidgen.data.loader import ResumableDataLoader
 from vidgen.data.synthetic import SyntheticVideoDataset
@@ -404,6 +405,9 @@ class VideoFolderDataModule(ClipDataModule):
         joint_image_frames: ``K`` single frames of other training videos (uniform over their frames, resized,
             cropped and flipped like clips) appended to every training clip (image-video joint training;
             0 = off).
+        class_captions: ``None`` or a prompt holding ``{name}`` (e.g. ``"{name}"``): every clip also gets the
+            caption of its class (:mod:`vidgen.data.class_captions`, ``ApplyEyeMakeup`` -> ``apply eye
+            makeup``), for text models on a class-labelled dataset; needs ``class_from_folder``.
     """
 
     def __init__(
@@ -433,10 +437,18 @@ class VideoFolderDataModule(ClipDataModule):
         short_videos: str = "skip",
         joint_image_frames: int = 0,
         cache: str | None = None,
+        class_captions: str | None = None,
     ) -> None:
         super().__init__(
             batch_size, num_workers, seed, val_batch_size, drop_last, pin_memory, joint_image_frames, cache
         )
+        if class_captions is not None:
+            checked_template(class_captions)
+            if not class_from_folder:
+                raise ConfigError(
+                    "data.class_captions", "needs class labels: set data.class_from_folder=true"
+                )
+        self.class_captions = class_captions
         self._check_rgb_root(channels, root, "video folders", "a folder of videos or frame folders")
         self.name = name
         extensions = tuple(str(e) for e in extensions)
@@ -495,6 +507,9 @@ class VideoFolderDataModule(ClipDataModule):
         self.val_set = VideoFolderDataset(
             entries=val_entries, hflip=False, random_offset=False, **self._fixed_clip_options()
         )
+        if class_captions is not None:
+            self.train_set = ClassCaptions(self.train_set, class_captions)
+            self.val_set = ClassCaptions(self.val_set, class_captions)
         self.training_dataset()  # checks joint_image_frames against the training split
 
     @staticmethod
@@ -525,8 +540,15 @@ class VideoFolderDataModule(ClipDataModule):
     def class_names(self) -> list[str]:
         return list(self.train_set.class_names)
 
+    @property
+    def has_captions(self) -> bool:
+        return self.class_captions is not None
+
     def _val_label(self, index: int) -> int:
         return self.val_set.labels[index]
+
+    def _val_caption(self, index: int) -> str:
+        return self.val_set.caption_of(index)
 
     def evaluation_dataset(self, num_clips: int) -> VideoFolderDataset:
         """``num_clips`` real clips for evaluation metrics, from every video under ``root`` (Latte uses UCF101's
