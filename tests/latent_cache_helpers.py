@@ -11,6 +11,19 @@ import torch
 
 from vidgen.data.latent_cache import CacheEncoder
 
+#: classes of the synthetic data (3 shapes x 7 motions)
+NUM_CLASSES = 21
+#: the run settings the cache tests share after their model / autoencoder / data overrides: class-conditional,
+#: CSV logs, a validation every 2 steps, no sample videos
+CACHE_RUN = [
+    "conditioner=class",
+    f"conditioner.num_classes={NUM_CLASSES}",
+    "logger=csv",
+    "trainer.val_check_interval=2",
+    "samples.num_videos=0",
+    "samples.final_num_videos=0",
+]
+
 
 def write_tiny_vae(folder: Path, num_blocks: int = 2, sample_size: int = 16) -> Path:
     """A diffusers ``AutoencoderKL`` in the real on-disk format (config.json + safetensors): ``num_blocks``

@@ -13,16 +13,22 @@ from omegaconf import DictConfig, OmegaConf
 from torch.utils.data import default_collate
 
 from tests.conftest import TINY, compose_config
-from tests.latent_cache_helpers import FAIL_AT_ENV, LOG_ENV, LoggingEncoder, logged_indices, write_tiny_vae
+from tests.latent_cache_helpers import (
+    CACHE_RUN,
+    FAIL_AT_ENV,
+    LOG_ENV,
+    LoggingEncoder,
+    logged_indices,
+    write_tiny_vae,
+)
 from tests.tiny_open_clip import TEXT_WIDTH, forbid_open_clip_downloads, save_tiny_open_clip
 from vidgen.autoencoders import build_autoencoder
 from vidgen.config.errors import ConfigError
+from vidgen.config.instantiate import instantiate_node
 from vidgen.data.cache_key import CACHE_FORMAT, METADATA_FILE, cache_key, check_cache, write_metadata
-from vidgen.data.latent_cache import CacheEncoder, encoder_config, instantiate_data, precompute
+from vidgen.data.latent_cache import CacheEncoder, encoder_config, precompute
 from vidgen.lit.build import build_module
 from vidgen.lit.seeding import step_generator
-
-NUM_CLASSES = 21  # the synthetic data's shape x motion classes
 
 
 @pytest.fixture(scope="module")
@@ -38,12 +44,7 @@ def _overrides(vae: Path, *extra: str) -> list[str]:
         "autoencoder.downsample=2",
         "autoencoder.micro_batch=3",  # chunks that split clips: the draws must still match
         "data.train_clips=24",
-        "conditioner=class",
-        f"conditioner.num_classes={NUM_CLASSES}",
-        "logger=csv",
-        "trainer.val_check_interval=2",
-        "samples.num_videos=0",
-        "samples.final_num_videos=0",
+        *CACHE_RUN,
         *extra,
     ]
 
@@ -103,11 +104,11 @@ def test_a_cache_of_another_config_is_refused_naming_the_key(vae: Path, tmp_path
 
 
 def test_the_data_module_keeps_data_cache(vae: Path, tmp_path: Path) -> None:
-    """instantiate_data passes ``data.cache`` to the module (every data module takes it) instead of
+    """instantiate_node passes ``data.cache`` to the module (every data module takes it) instead of
     stripping it; build_datamodule is what trains from it."""
     cfg = compose_config(_overrides(vae, f"data.cache={tmp_path / 'cache'}"), run_dir=tmp_path / "run")
-    assert instantiate_data(cfg.data).cache == str(tmp_path / "cache")
-    assert instantiate_data(compose_config(_overrides(vae), run_dir=tmp_path / "run").data).cache is None
+    assert instantiate_node(cfg.data).cache == str(tmp_path / "cache")
+    assert instantiate_node(compose_config(_overrides(vae), run_dir=tmp_path / "run").data).cache is None
 
 
 @pytest.fixture(scope="module")
@@ -167,7 +168,7 @@ def test_bench_times_the_loaders_and_the_cached_step(vae: Path, tmp_path: Path) 
     rows = measure_loaders(cfg, batches=2)
     assert list(rows) == ["generated, 0 workers"] and rows["generated, 0 workers"] > 0
     module = build_module(cfg)
-    batch = default_collate([instantiate_data(cfg.data).train_set[i] for i in range(4)])
+    batch = default_collate([instantiate_node(cfg.data).train_set[i] for i in range(4)])
     cached = cached_batch(module, batch)
     assert "video" not in cached and cached["latent_mean"].shape == cached["latent_std"].shape == (
         4,

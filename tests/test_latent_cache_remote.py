@@ -13,11 +13,11 @@ import pytest
 from omegaconf import DictConfig
 
 from tests.conftest import TINY, compose_config
+from tests.latent_cache_helpers import CACHE_RUN
 from vidgen.config.errors import ConfigError
 from vidgen.data.cache_key import CACHE_FORMAT, METADATA_FILE, cache_key, check_cache
 
 #: the synthetic data's shape x motion classes
-NUM_CLASSES = 21
 
 
 def _overrides(*extra: str) -> list[str]:
@@ -26,12 +26,7 @@ def _overrides(*extra: str) -> list[str]:
         *TINY,
         "autoencoder=identity",
         "data.train_clips=8",
-        "conditioner=class",
-        f"conditioner.num_classes={NUM_CLASSES}",
-        "logger=csv",
-        "trainer.val_check_interval=2",
-        "samples.num_videos=0",
-        "samples.final_num_videos=0",
+        *CACHE_RUN,
         *extra,
     ]
 

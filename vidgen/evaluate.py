@@ -19,7 +19,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 
 import vidgen  # noqa: F401  (registers config resolvers)
 from vidgen.config.errors import ConfigError
-from vidgen.data.latent_cache import instantiate_data
+from vidgen.config.instantiate import instantiate_node
 from vidgen.metrics.clip_sources import (
     evaluation_captions,
     fake_from_checkpoint,
@@ -65,7 +65,7 @@ def run_evaluation(cfg: DictConfig) -> dict[str, Any]:
         if cfg.real_dir:
             dataset = folder_dataset(cfg.real_dir, data_plain)
         elif data_cfg is not None:
-            dataset = instantiate_data(data_cfg).evaluation_dataset(num_real_needed)
+            dataset = instantiate_node(data_cfg).evaluation_dataset(num_real_needed)
         else:
             raise ConfigError(
                 "real_dir", "the metrics need real videos: give real_dir, data=..., or a ckpt_path"
@@ -75,7 +75,7 @@ def run_evaluation(cfg: DictConfig) -> dict[str, Any]:
     if module is not None:
         sampler = OmegaConf.to_container(cfg.sampler, resolve=True) if cfg.get("sampler") else None
         captions = evaluation_captions(
-            module, instantiate_data(data_cfg) if data_cfg is not None else None, num_fake_needed
+            module, instantiate_node(data_cfg) if data_cfg is not None else None, num_fake_needed
         )
         fake_batches = fake_from_checkpoint(
             module, num_fake_needed, batch_size, int(cfg.seed), cfg.guidance_scale, sampler, captions

@@ -72,6 +72,7 @@ __all__ = [
     "counting_conditioner",
     "on_cpu",
     "sampling_flops",
+    "timestep_input",
 ]
 
 #: the counting convention, as reports state it
@@ -231,6 +232,12 @@ def _device(module: VideoDiffusionModule) -> torch.device:
     return next(module.denoiser.parameters()).device
 
 
+def timestep_input(module: VideoDiffusionModule, device: torch.device) -> torch.Tensor:
+    """A ``(1,)`` timestep as the module's denoiser takes it: an int64 step, or a float time / log-SNR."""
+    model_time = getattr(module.diffusion, "model_time", "step")
+    return torch.zeros(1, device=device, dtype=torch.int64 if model_time == "step" else torch.float32)
+
+
 def _sampling_cond(module: VideoDiffusionModule, device: torch.device) -> Cond:
     """The condition of one generated video, as ``generate`` makes it (a caption for text models)."""
     captions = ["a video"] if getattr(module.conditioner, "text_dim", 0) else None
@@ -267,8 +274,7 @@ def sampling_flops(
     device = _device(module)
     denoiser = module.sampling_denoiser
     cond = _sampling_cond(module, device)
-    model_time = getattr(module.diffusion, "model_time", "step")
-    t = torch.zeros(1, device=device, dtype=torch.int64 if model_time == "step" else torch.float32)
+    t = timestep_input(module, device)
     latents = torch.zeros((1, *module.latent_shape), device=device)
 
     def calls(shape: tuple[int, ...]) -> int:

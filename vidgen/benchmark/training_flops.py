@@ -28,7 +28,12 @@ from typing import Any
 import torch
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from vidgen.benchmark.sampling_flops import CONVENTION, build_counting_module
+from vidgen.benchmark.sampling_flops import (
+    CONVENTION,
+    build_counting_module,
+    count_forward_flops,
+    timestep_input,
+)
 from vidgen.conditioning import Cond
 
 __all__ = ["TrainingFlops", "count_training_flops", "counting_config", "training_flops"]
@@ -45,12 +50,6 @@ def count_training_flops(fn: Callable[..., torch.Tensor], *args: Any, **kwargs: 
         out = out[0] if isinstance(out, tuple) else out
         out.float().pow(2).mean().backward()
     return int(counter.get_total_flops())
-
-
-def _frozen_flops(fn: Callable[..., Any], *args: Any) -> int:
-    from vidgen.benchmark.sampling_flops import count_forward_flops
-
-    return count_forward_flops(fn, *args)
 
 
 @dataclass(frozen=True)
@@ -84,11 +83,6 @@ class TrainingFlops:
             "params": self.params,
             "convention": CONVENTION,
         }
-
-
-def _step_time(module: Any, device: torch.device) -> torch.Tensor:
-    model_time = getattr(module.diffusion, "model_time", "step")
-    return torch.zeros(1, device=device, dtype=torch.int64 if model_time == "step" else torch.float32)
 
 
 def _training_cond(module: Any, device: torch.device) -> Cond:
@@ -125,17 +119,17 @@ def training_flops(cfg: DictConfig) -> TrainingFlops:
         inputs = module.frame_autoencoder.encode(video)
         return TrainingFlops(
             stage="autoencoder",
-            encode=_frozen_flops(module.frame_autoencoder.encode, video),
+            encode=count_forward_flops(module.frame_autoencoder.encode, video),
             trained={"autoencoder": count_training_flops(module.network, inputs)},
             params=module.num_denoiser_params(),
         )
     latents = torch.zeros((1, *module.latent_shape), device=device)
-    encode = _frozen_flops(module.autoencoder.encode, video)
-    t = _step_time(module, device)
+    encode = count_forward_flops(module.autoencoder.encode, video)
+    t = timestep_input(module, device)
     cond = _training_cond(module, device)
     denoiser = module.denoiser
     if isinstance(module, CMDDiffusionModule):
-        encode += _frozen_flops(module.cmd_autoencoder.encode, latents)
+        encode += count_forward_flops(module.cmd_autoencoder.encode, latents)
         content = torch.zeros((1, *module.content_shape), device=device)  # (1, c, 1, h, w)
         motion = torch.zeros((1, *module.motion_shape), device=device)  # (1, D, F, w' + h')
         motion_cond = replace(cond, content_frame=content[:, :, 0])

@@ -24,8 +24,8 @@ import lightning.pytorch as pl
 from omegaconf import DictConfig
 
 from vidgen.config.errors import ConfigError
+from vidgen.config.instantiate import instantiate_node
 from vidgen.data.cache_key import cache_location, check_cache
-from vidgen.data.latent_cache import instantiate_data
 
 __all__ = ["CachedDataModule", "build_datamodule"]
 
@@ -34,7 +34,7 @@ def build_datamodule(cfg: DictConfig) -> Any:
     """The data module of ``cfg.data``; with ``data.cache`` set, wrapped to train from that cache (checked
     against ``cfg`` first)."""
     cache = cfg.data.get("cache")
-    datamodule = instantiate_data(cfg.data)
+    datamodule = instantiate_node(cfg.data)
     if not cache:
         return datamodule
     if int(cfg.data.get("joint_image_frames", 0) or 0) > 0:

@@ -48,13 +48,7 @@ from vidgen.data.cache_key import (
 )
 from vidgen.data.datamodule import usable_cpus
 
-__all__ = ["CacheEncoder", "encoder_config", "instantiate_data", "precompute"]
-
-
-def instantiate_data(node: DictConfig) -> Any:
-    """The data module of a ``data`` node (every data module takes ``cache`` as an argument and keeps it;
-    :func:`vidgen.data.cached_datamodule.build_datamodule` is what trains from it)."""
-    return instantiate_node(node)
+__all__ = ["CacheEncoder", "encoder_config", "precompute"]
 
 
 def encoder_config(cfg: DictConfig) -> dict[str, Any]:
@@ -87,7 +81,7 @@ class CacheEncoder:
         if self._parts is None:
             torch.set_num_threads(max(1, self.threads))
             cfg = OmegaConf.create(self.config)
-            dataset = instantiate_data(cfg.data).train_set
+            dataset = instantiate_node(cfg.data).train_set
             if hasattr(dataset, "set_epoch"):
                 dataset.set_epoch(0)
             autoencoder = instantiate_node(cfg.autoencoder).eval()
@@ -216,7 +210,7 @@ def precompute(cfg: DictConfig, encoder: type[CacheEncoder] = CacheEncoder) -> d
         )
         num_workers = int(previous["num_workers"])
     config = encoder_config(cfg)
-    datamodule = instantiate_data(cfg.data)
+    datamodule = instantiate_node(cfg.data)
     num_items = len(datamodule.train_set)
     out.mkdir(parents=True, exist_ok=True)
     metadata: dict[str, Any] = {

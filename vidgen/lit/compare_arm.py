@@ -124,7 +124,7 @@ def apply_budget(cfg: DictConfig, share: float, last: bool) -> dict[str, Any]:
         last: the arm's own stage (evaluated at ``compare.evaluations`` points); earlier ones are not.
 
     Returns:
-        the stage's plan: ``name``, ``steps`` (None under a wall budget), ``seconds``, ``batch_size``,
+        the stage's plan: ``steps`` (None under a wall budget), ``seconds``, ``batch_size``,
         ``flops_per_clip``, ``flops_per_step``, ``params`` and the FLOP ``parts``.
     """
     from vidgen.benchmark.training_flops import training_flops
