@@ -216,6 +216,30 @@ def test_run_arm_trains_the_stages_first_and_skips_finished_ones(tmp_path: Path)
     assert [str(c.model._target_).rsplit(".", 1)[-1] for c in calls] == ["CMDDenoisers"]
 
 
+def test_every_rank_trains_every_stage(tmp_path: Path) -> None:
+    """Under DDP started outside fit (torchrun, SLURM) each rank runs run_arm: a rank other than 0 must go
+    on to the diffusion stage (else rank 0 waits for it forever), writing neither stage.json nor costs."""
+    cfg = _arm(tmp_path, "cmd", extra=["compare.budget=steps", "compare.steps=40", "compare.sample_videos=0"])
+    trained: list[str] = []
+
+    def rank_one(stage: DictConfig) -> dict[str, Any]:
+        trained.append(str(stage.model._target_).rsplit(".", 1)[-1])
+        run_dir = Path(stage.paths.run_dir)
+        return {
+            "run_dir": str(run_dir),
+            "checkpoints": str(run_dir / "checkpoints"),
+            "global_step": int(stage.trainer.max_steps),
+            "global_rank": 1,
+            "train_seconds": 1.0,
+            "exit_code": 0,
+        }
+
+    summary = run_arm(cfg, rank_one)
+    assert trained == ["CMDAutoencoder", "CMDDenoisers"] and "costs" not in summary
+    assert not (tmp_path / "run" / "autoencoder" / STAGE_FILE).exists()
+    assert not (tmp_path / "run" / COSTS_FILE).exists()
+
+
 # ------------------------------------------------------------------------------------------------ end to end
 def test_two_arm_sweep_runs_end_to_end_into_the_report(tmp_path: Path) -> None:
     sweep = tmp_path / "sweep"

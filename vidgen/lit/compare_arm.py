@@ -283,10 +283,11 @@ def run_arm(cfg: DictConfig, train: Callable[[DictConfig], dict[str, Any]]) -> d
         else:
             plan = apply_budget(stage_cfg, float(stage.share), last=False)
             summary = train(stage_cfg)
-            if summary["exit_code"] or summary["global_rank"] != 0:
+            if summary["exit_code"]:
                 return summary
             record = _stage_record(str(stage.name), plan, summary, offset)
-            done.write_text(json.dumps(record, indent=2))
+            if summary["global_rank"] == 0:  # every rank goes on to the next stage; rank 0 keeps the record
+                done.write_text(json.dumps(record, indent=2))
         stages.append(record)
         offset += float(record["train_flops"])
     plan = apply_budget(cfg, _own_share(cfg), last=True)
