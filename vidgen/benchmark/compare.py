@@ -85,7 +85,7 @@ def run_comparison(names: list[str], configs: list[DictConfig]) -> dict[str, Any
         if torch.cuda.is_available():
             torch.cuda.empty_cache()
     first = results[0]
-    per_model = first["peak_memory_kind"] in (CUDA_PEAK, RSS_PEAK)
+    per_model = all(result["peak_memory_kind"] in (CUDA_PEAK, RSS_PEAK) for result in results)
     keys = [key for key, _ in COMPARED if per_model or key not in _MEMORY_KEYS]
     ratios = {
         f"{first['config']} / {other['config']}": {
@@ -151,7 +151,7 @@ def format_comparison(report: dict[str, Any]) -> str:
     notes.append("ratio = first / other: throughput above 1 or time below 1 means the first is faster")
     if first["train_clips_per_s"] is None:
         notes.append("bench.time=false: training, sampling time and memory not measured")
-    elif first["peak_memory_kind"] == RSS_SINCE_START:
+    elif any(result["peak_memory_kind"] == RSS_SINCE_START for result in report["results"]):
         notes.append("peak memory is the process peak RSS, shared by all models in this run: no ratio")
     elif first["peak_memory_kind"] == RSS_PEAK:
         notes.append("peak memory: the process's peak RSS of each model's own phase (reset between models)")

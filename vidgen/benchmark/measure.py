@@ -20,7 +20,7 @@ from typing import Any
 import torch
 from omegaconf import DictConfig
 
-from vidgen.benchmark.memory import peak_memory, reset_peak_memory
+from vidgen.benchmark.memory import RSS_SINCE_START, peak_memory, reset_peak_memory
 from vidgen.config.schema import validate_config
 from vidgen.lit.build import build_module, video_shape_from_config
 from vidgen.lit.cpu_precision import warn_if_slow_bf16
@@ -151,7 +151,9 @@ def run_bench(cfg: DictConfig) -> dict[str, Any]:
     data_rows = _data_rows(cfg, module, batch_size, device, precision)
     reset_peak_memory(device)  # (the module stays resident: sampling's peak includes its weights)
     seconds_per_video = measure_sampling(module, int(settings.sample_videos), device)
-    sample_peak, _ = _peak_memory_mib(device)
+    sample_peak, sample_kind = _peak_memory_mib(device)
+    if sample_kind != memory_kind:  # one of the two resets did not take: neither peak is this phase's own
+        memory_kind = RSS_SINCE_START
     result = {
         **_description(cfg, module),
         "device": torch.cuda.get_device_name(device)
