@@ -2,7 +2,6 @@
 PYTHON ?= python3.11
 VENV ?= .venv
 BIN := $(VENV)/bin
-export OMP_NUM_THREADS ?= 2
 
 .PHONY: install test test-unit test-dist test-wheel test-slow test-all lint format clean
 
@@ -17,8 +16,8 @@ test: test-unit test-dist test-wheel  ## the CI test suite (CPU, < 10 minutes on
 test-unit:  ## single-process tests, two pytest workers
 	$(BIN)/python -m pytest -q -n 2 --durations=15
 
-test-dist:  ## multi-process tests (DDP / FSDP on 2 CPU ranks, sweeps), one at a time: each starts its own ranks
-	$(BIN)/python -m pytest -q -m 'multiprocess and not slow' --durations=15
+test-dist:  ## multi-process tests (DDP / FSDP on 2 CPU ranks, sweeps), two test files at a time (1 thread per rank)
+	$(BIN)/python -m pytest -q -n 2 --dist loadfile -m 'multiprocess and not slow' --durations=15
 
 test-wheel:  ## the installed package: build the wheel, install it into a new environment, run the CLIs from outside the repository
 	.ci/test_wheel.sh $(BIN)/python

@@ -34,7 +34,15 @@ TINY_RUN = [
 ]
 TINY = TINY_MODEL + TINY_DATA + TINY_RUN
 
-torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
+# The cores are shared by the pytest-xdist workers: more torch threads than cores make the OpenMP threads spin
+# against each other (2-3x slower on 2 cores). Each worker takes its share, and so do the subprocesses a test
+# starts; without xdist the variable stays unset, so Lightning divides the cores among DDP ranks.
+_CORES = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+_WORKERS = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+_THREADS = max(1, min(2, _CORES // _WORKERS))
+torch.set_num_threads(_THREADS)
+if _WORKERS > 1:
+    os.environ["OMP_NUM_THREADS"] = str(_THREADS)
 
 
 def compose_config(

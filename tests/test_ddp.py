@@ -152,6 +152,9 @@ def test_gradient_averaging_matches_one_process_with_the_same_global_batch(tmp_p
     assert difference < 1e-5
 
 
+# make test-slow (CI time): CI keeps resume under ddp_spawn after a SIGTERM (tests/test_interrupt_spawn.py)
+# and from a sharded checkpoint (tests/test_fsdp.py)
+@pytest.mark.slow
 def test_resume_under_ddp_spawn_continues_training(spawn_run: dict, tmp_path: Path) -> None:
     last = spawn_run["run_dir"] / "checkpoints" / "last.ckpt"
     run_dir = tmp_path / "resumed"
@@ -189,6 +192,9 @@ def _sweep(tmp_path: Path, *args: str) -> tuple[list[Path], str]:
     return sorted(tmp_path.rglob("last.ckpt")), output
 
 
+# make test-slow (CI time): a plain grid multirun; CI keeps the DDP multirun below and the sweeps of
+# tests/test_latte_experiments.py and tests/test_compare_methods.py
+@pytest.mark.slow
 def test_multirun_2x2_makes_exactly_four_runs(tmp_path: Path) -> None:
     checkpoints, output = _sweep(tmp_path, "optim.lr=1e-3,2e-3", "model.depth=1,2")
     sweep_dir = tmp_path / "sweep"

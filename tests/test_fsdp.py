@@ -155,6 +155,8 @@ def test_resume_from_a_sharded_checkpoint(fsdp_run: dict, tmp_path: Path) -> Non
     assert read_checkpoint(run_dir / "checkpoints" / "last.ckpt")["global_step"] == 8
 
 
+# make test-slow (CI time): CI keeps sharded checkpoints, their consolidation and resume
+@pytest.mark.slow
 def test_single_file_checkpoints_and_bf16_mixed_under_fsdp(tmp_path: Path) -> None:
     full = ["trainer.strategy.save_distributed_checkpoint=false", "samples.final_num_videos=0"]
     first = tmp_path / "first"
