@@ -101,9 +101,11 @@ class DiffusionSchema:
     prediction: str = "eps"
     learn_sigma: bool = True
     loss: str = "hybrid"
+    min_snr_gamma: float | None = None
 
     def __post_init__(self) -> None:
         _one_of(self.schedule, ("linear", "cosine", "scaled_linear"), "schedule")
+        _require(self.min_snr_gamma is None or self.min_snr_gamma > 0, "min_snr_gamma", "must be > 0 or null")
         _one_of(self.prediction, ("eps", "v", "x0"), "prediction")
         _one_of(self.loss, ("simple", "hybrid"), "loss")
         _require(self.num_timesteps >= 2, "num_timesteps", "must be >= 2")

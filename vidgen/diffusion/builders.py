@@ -35,13 +35,17 @@ def build_diffusion(
     prediction: str = "eps",
     learn_sigma: bool = True,
     loss: str = "hybrid",
+    min_snr_gamma: float | None = None,
 ) -> GaussianDiffusion:
     """A :class:`GaussianDiffusion` over ``make_beta_schedule(schedule, num_timesteps, beta_start, beta_end)``.
 
-    Defaults are DiT / Latte's: linear betas over 1000 steps, eps prediction, learned variance, hybrid loss.
+    Defaults are DiT / Latte's: linear betas over 1000 steps, eps prediction, learned variance, hybrid loss,
+    an unweighted MSE (``min_snr_gamma`` weights it by Min-SNR-gamma).
     """
     betas = make_beta_schedule(schedule, num_timesteps, beta_start=beta_start, beta_end=beta_end)
-    return GaussianDiffusion(betas, prediction=prediction, learn_sigma=learn_sigma, loss=loss)
+    return GaussianDiffusion(
+        betas, prediction=prediction, learn_sigma=learn_sigma, loss=loss, min_snr_gamma=min_snr_gamma
+    )
 
 
 def build_sampler(

@@ -13,6 +13,7 @@ from vidgen.diffusion.losses import discretized_gaussian_log_likelihood, mean_fl
 from vidgen.diffusion.parameterization import (
     check_prediction,
     eps_from_x0,
+    min_snr_weight,
     prediction_target,
     prediction_to_x0_eps,
 )
@@ -51,6 +52,8 @@ class GaussianDiffusion:
             loss that trains those channels.
         loss: ``"simple"`` (MSE of the prediction; only with ``learn_sigma=False``) or ``"hybrid"`` (MSE +
             variational bound; needs ``learn_sigma``).
+        min_snr_gamma: weight the MSE term of the loss by Min-SNR-gamma (:func:`min_snr_weight`; Hang et al.
+            use 5); ``None``: unweighted, as DDPM / DiT / Latte train.
         timestep_map: ``(T,)`` int64, the original-chain timestep of each step of this chain (set by
             respacing; identity by default). Models are always called with the mapped timesteps.
 
@@ -67,6 +70,7 @@ class GaussianDiffusion:
         learn_sigma: bool = False,
         loss: str = "simple",
         timestep_map: torch.Tensor | Sequence[int] | None = None,
+        min_snr_gamma: float | None = None,
     ) -> None:
         betas = torch.as_tensor(betas, dtype=torch.float64).detach().cpu().clone()
         if betas.dim() != 1 or betas.numel() == 0:
@@ -85,6 +89,9 @@ class GaussianDiffusion:
             )
         self.learn_sigma = bool(learn_sigma)
         self.loss_type = loss
+        if min_snr_gamma is not None and not min_snr_gamma > 0:
+            raise ValueError(f"min_snr_gamma must be > 0 or None, got {min_snr_gamma}")
+        self.min_snr_gamma = None if min_snr_gamma is None else float(min_snr_gamma)
 
         num_timesteps = betas.numel()
         if timestep_map is None:
@@ -310,9 +317,10 @@ class GaussianDiffusion:
 
         Returns:
             dict of ``(B,)`` tensors: ``mse`` (mean over non-batch dims of the squared error between the
-            prediction and its target: noise, x0 or v), ``vb`` (only with ``learn_sigma``; bits/dim, computed
-            with the prediction detached so it trains only the variance) and ``loss`` (``mse`` for
-            ``"simple"``, ``mse + vb`` for ``"hybrid"``).
+            prediction and its target: noise, x0 or v; unweighted), ``vb`` (only with ``learn_sigma``;
+            bits/dim, computed with the prediction detached so it trains only the variance) and ``loss``
+            (``mse`` for ``"simple"``, ``mse + vb`` for ``"hybrid"``; ``mse`` weighted by Min-SNR-gamma with
+            ``min_snr_gamma``).
         """
         if noise is None:
             noise = torch.randn_like(x0)
@@ -327,5 +335,9 @@ class GaussianDiffusion:
         if var_values is not None:
             frozen = torch.cat([prediction.detach(), var_values], dim=1)
             terms["vb"] = self.vb_terms_bpd(frozen, x0, x_t, t)
-        terms["loss"] = terms["mse"] + terms["vb"] if self.loss_type == "hybrid" else terms["mse"]
+        mse = terms["mse"]
+        if self.min_snr_gamma is not None:
+            snr = (self.alphas_cumprod / (1.0 - self.alphas_cumprod)).to(t.device)[t]
+            mse = mse * min_snr_weight(self.prediction, snr, self.min_snr_gamma).to(mse.dtype)
+        terms["loss"] = mse + terms["vb"] if self.loss_type == "hybrid" else mse
         return terms

@@ -83,3 +83,19 @@ def prediction_target(
     if kind == "x0":
         return x0
     return v_from_x0_eps(x0, eps, a, s)
+
+
+def min_snr_weight(kind: str, snr: torch.Tensor, gamma: float) -> torch.Tensor:
+    """Min-SNR-gamma loss weight (Hang et al. 2023) of a ``kind`` model's MSE at signal-to-noise ratio ``snr``.
+
+    The x0 error weighted by ``min(snr, gamma)``, written for each target: ``min(snr, gamma)`` for x0,
+    ``min(snr, gamma) / snr`` for eps (``||eps err||^2 = snr ||x0 err||^2``), ``min(snr, gamma) / (snr + 1)``
+    for v (``||v err||^2 = (snr + 1) ||x0 err||^2``). Shape: that of ``snr``.
+    """
+    check_prediction(kind)
+    clipped = snr.clamp(max=gamma)
+    if kind == "x0":
+        return clipped
+    if kind == "eps":
+        return clipped / snr
+    return clipped / (snr + 1)

@@ -37,4 +37,5 @@ def respace(diffusion: GaussianDiffusion, use_timesteps: Iterable[int]) -> Gauss
         learn_sigma=diffusion.learn_sigma,
         loss=diffusion.loss_type,
         timestep_map=diffusion.timestep_map.cpu()[index],
+        min_snr_gamma=diffusion.min_snr_gamma,
     )
