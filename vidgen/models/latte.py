@@ -116,6 +116,7 @@ from vidgen.nn import (
     sincos_1d_table,
     sincos_2d_table,
 )
+from vidgen.nn.onednn_linear import LINEAR_BACKENDS, use_onednn_linears
 
 __all__ = [
     "INJECTIONS",
@@ -235,6 +236,7 @@ class Latte(nn.Module):
         text_dim: int = 0,
         gradient_checkpointing: bool = False,
         match_params_of: int | None = None,
+        linear_backend: str = "torch",
     ) -> None:
         super().__init__()
         if size not in LATTE_SIZES:
@@ -290,6 +292,7 @@ class Latte(nn.Module):
                 f"rope needs an even head dimension, got {hidden_size} / {num_heads} = {hidden_size // num_heads}",
             )
         text_dim = checked_int("model.text_dim", text_dim, 0)
+        checked_choice("model.linear_backend", linear_backend, LINEAR_BACKENDS)
         #: the configured depth (:attr:`depth` differs from it when ``match_params_of`` chose another)
         self.reference_depth = depth
         if match_params_of is not None:
@@ -354,6 +357,10 @@ class Latte(nn.Module):
         self.register_buffer("temp_embed", torch.empty(0), persistent=False)  # (F / s, D)
         self.reset_position_tables()
         self.initialize_weights()
+        #: "torch" (F.linear: MKL on a CPU) or "onednn" (vidgen/nn/onednn_linear.py: CPU fp32 products by oneDNN)
+        self.linear_backend = linear_backend
+        if linear_backend == "onednn":
+            use_onednn_linears(self)
 
     # ----------------------------------------------------------------------------------------- setup
     def reset_position_tables(self) -> None:
