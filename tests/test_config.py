@@ -83,6 +83,24 @@ def test_default_is_the_demo_latte_on_synthetic(tmp_path: Path) -> None:
         assert (node.schedule, node.learn_sigma, node.loss) == ("linear", True, "hybrid"), overrides
     for scale in ("tiny", "latent_shift/tiny", "cmd/tiny", "vdm/tiny"):
         assert list(compose_config([f"scale={scale}"], run_dir=tmp_path).data.object_size) == [0.3, 0.4]
+    # the demo weights its loss by Min-SNR-5 and trains in bf16-mixed where the CPU has bf16 products; every
+    # tiny scale keeps the unweighted fp32 training its table was measured with
+    assert cfg.diffusion.min_snr_gamma == 5
+    for scale in ("tiny", "latent_shift/tiny", "cmd/tiny", "vdm/tiny", "compare/tiny"):
+        node = compose_config([f"scale={scale}"], run_dir=tmp_path)
+        assert node.trainer.precision == "32-true" and node.diffusion.get("min_snr_gamma") is None, scale
+
+
+@pytest.mark.parametrize("has_bf16", [True, False, None])
+def test_demo_precision_follows_the_cpu(
+    has_bf16: bool | None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from vidgen.lit import cpu_precision
+
+    monkeypatch.setattr(cpu_precision, "cpu_has_bf16_matmul", lambda: has_bf16)
+    precision = compose_config([], run_dir=tmp_path).trainer.precision
+    assert precision == ("bf16-mixed" if has_bf16 else "32-true")
+    assert compose_config(["trainer.precision=32-true"], run_dir=tmp_path).trainer.precision == "32-true"
 
 
 def test_real_data_recipe_is_the_papers(tmp_path: Path) -> None:

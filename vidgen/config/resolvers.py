@@ -32,6 +32,15 @@ def _equals(a: object, b: object) -> bool:
     return str(a) == str(b)
 
 
+def _cpu_fast_precision() -> str:
+    """``${vidgen.cpu_fast_precision:}``: ``bf16-mixed`` on a CPU with bf16 matrix instructions (AVX-512 BF16,
+    AMX, Arm BF16; read from /proc/cpuinfo, never assumed), else ``32-true`` (bf16 without them runs in
+    software, many times slower: vidgen/lit/cpu_precision.py)."""
+    from vidgen.lit.cpu_precision import cpu_has_bf16_matmul
+
+    return "bf16-mixed" if cpu_has_bf16_matmul() else "32-true"
+
+
 def register_resolvers() -> None:
     """Register vidgen's resolvers once (safe to call repeatedly)."""
     if not OmegaConf.has_resolver("vidgen.div"):
@@ -40,3 +49,5 @@ def register_resolvers() -> None:
         OmegaConf.register_new_resolver("vidgen.if", _choose)
     if not OmegaConf.has_resolver("vidgen.eq"):
         OmegaConf.register_new_resolver("vidgen.eq", _equals)
+    if not OmegaConf.has_resolver("vidgen.cpu_fast_precision"):
+        OmegaConf.register_new_resolver("vidgen.cpu_fast_precision", _cpu_fast_precision)
