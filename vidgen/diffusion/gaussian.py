@@ -113,6 +113,12 @@ class GaussianDiffusion:
         self.sqrt_alphas_cumprod = alphas_cumprod.sqrt()
         self.sqrt_one_minus_alphas_cumprod = (1.0 - alphas_cumprod).sqrt()
         self.log_one_minus_alphas_cumprod = torch.log1p(-alphas_cumprod)
+        # the per-step weight of the MSE term (depends on t only): Min-SNR-gamma, or None (unweighted)
+        self.mse_weights = (
+            None
+            if self.min_snr_gamma is None
+            else min_snr_weight(self.prediction, alphas_cumprod / (1.0 - alphas_cumprod), self.min_snr_gamma)
+        )
 
         # q(x_{t-1} | x_t, x0) = N(coef1 * x0 + coef2 * x_t, posterior_variance)   (Ho et al. eq. 6-7)
         self.posterior_variance = betas * (1.0 - alphas_cumprod_prev) / (1.0 - alphas_cumprod)
@@ -335,9 +341,10 @@ class GaussianDiffusion:
         if var_values is not None:
             frozen = torch.cat([prediction.detach(), var_values], dim=1)
             terms["vb"] = self.vb_terms_bpd(frozen, x0, x_t, t)
-        mse = terms["mse"]
-        if self.min_snr_gamma is not None:
-            snr = (self.alphas_cumprod / (1.0 - self.alphas_cumprod)).to(t.device)[t]
-            mse = mse * min_snr_weight(self.prediction, snr, self.min_snr_gamma).to(mse.dtype)
+        mse = (
+            terms["mse"]
+            if self.mse_weights is None
+            else terms["mse"] * gather(self.mse_weights, t, terms["mse"])
+        )
         terms["loss"] = mse + terms["vb"] if self.loss_type == "hybrid" else mse
         return terms

@@ -13,6 +13,7 @@ autocast, other dtypes, a build without oneDNN) takes ``F.linear`` unchanged.
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import torch
@@ -25,8 +26,9 @@ __all__ = ["LINEAR_BACKENDS", "OneDNNLinear", "onednn_linear_available", "use_on
 LINEAR_BACKENDS = ("torch", "onednn")
 
 
+@functools.cache
 def onednn_linear_available() -> bool:
-    """Whether this PyTorch build has oneDNN's CPU inner product."""
+    """Whether this PyTorch build has oneDNN's CPU inner product (asked once: every forward checks it)."""
     return torch.backends.mkldnn.is_available() and hasattr(torch.ops.mkldnn, "_linear_pointwise")
 
 
