@@ -9,11 +9,22 @@ import pytest
 
 import vidgen.benchmark.measure as measure
 import vidgen.lit.cpu_precision as cpu_precision
-from tests.conftest import compose_config
+from tests.conftest import TINY_DATA, TINY_MODEL, compose_config
 from vidgen.lit.cpu_precision import cpu_has_bf16_matmul, slow_bf16_warning, warn_if_slow_bf16
 
 X86_WITH = "processor\t: 0\nflags\t\t: fpu sse2 avx2 avx512f avx512_bf16 avx512_vnni\n"
 X86_WITHOUT = "processor\t: 0\nflags\t\t: fpu sse2 avx2 avx512f avx512_vnni\n"
+TINY_BENCH = [
+    *TINY_MODEL,
+    *TINY_DATA,
+    "bench.device=cpu",
+    "bench.precision=32-true",
+    "bench.train_steps=1",
+    "bench.warmup_steps=1",
+    "bench.sample_videos=1",
+    "bench.loader_batches=0",
+    "sampler.steps=2",
+]
 ARM_WITH = "processor\t: 0\nFeatures\t: fp asimd sve bf16 i8mm\n"
 
 
@@ -61,3 +72,27 @@ def test_bench_warns_before_timing_bf16_on_a_cpu_without_bf16(monkeypatch, tmp_p
     )
     with pytest.warns(UserWarning, match=r"bench\.precision=bf16-mixed"), pytest.raises(_Built):
         measure.run_bench(cfg)
+
+
+def test_bench_compiles_the_denoiser_as_training_does(monkeypatch, tmp_path: Path) -> None:
+    """``vidgen.bench compile.enabled=true`` times the compiled denoiser (it used to time the eager one)."""
+    import torch
+
+    compiled: list[tuple[type, str | None]] = []
+
+    def record(self: torch.nn.Module, *args, mode: str | None = None, **kwargs) -> None:
+        compiled.append((type(self), mode))
+
+    monkeypatch.setattr(torch.nn.Module, "compile", record)
+    cfg = compose_config(
+        [
+            *TINY_BENCH,
+            "compile.enabled=true",
+            "compile.mode=max-autotune",
+        ],
+        run_dir=tmp_path / "run",
+        config_name="bench",
+    )
+    result = measure.run_bench(cfg)
+    assert [mode for _, mode in compiled] == ["max-autotune"] and compiled[0][0].__name__ == "Latte"
+    assert result["train_clips_per_s"] > 0

@@ -2,7 +2,8 @@
 sampling time per video and peak memory (``python -m vidgen.bench``).
 
 Throughput is clips/s over forward + backward + AdamW step on random clips of the config's shape, after
-warm-up; sampling time uses the configured sampler and guidance; peak memory is the CUDA allocator peak on
+warm-up (with ``compile.enabled=true`` the denoiser is compiled first, as in training, and the warm-up steps
+take the compilation); sampling time uses the configured sampler and guidance; peak memory is the CUDA allocator peak on
 a GPU and the process peak RSS on a CPU, each model's own (:mod:`vidgen.benchmark.memory`). Speed and memory targets live here, never in tests.
 
 ``bench.flops=true`` adds the sampling FLOPs per video, by stage (:mod:`vidgen.benchmark.sampling_flops`,
@@ -144,6 +145,7 @@ def run_bench(cfg: DictConfig) -> dict[str, Any]:
     batch_size = int(settings.batch_size or cfg.data.batch_size)
     reset_peak_memory(device)  # this model's own peak, also when several are measured in one process
     module = build_module(cfg).to(device)
+    module.configure_model()  # as the trainer does: compile.enabled compiles the denoiser (warm-up absorbs it)
     throughput = measure_training(
         module, batch_size, int(settings.train_steps), int(settings.warmup_steps), device, precision
     )
