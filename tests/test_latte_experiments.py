@@ -1,8 +1,8 @@
-"""The Latte ablation experiments (conf/experiment/latte/*.yaml) at both scales (conf/scale/*.yaml).
+"""The Latte ablation experiments (conf/experiment/latte/*.yaml) at their scales (conf/scale/*.yaml).
 
-Checked: every ablation composes at ``scale=tiny`` and ``scale=paper`` (required) into a sweep whose
+Checked: every ablation composes at ``scale=tiny``, ``scale=small`` and ``scale=paper`` (required) into a sweep whose
 ``hydra.sweeper.params`` vary exactly its own axis, with the expected values; every arm validates and builds
-(tiny: the real model and data module; paper: the model on the meta device) with equal training budgets and
+(tiny and small: the real model and data module; paper: the model on the meta device) with equal training budgets and
 periodic evaluation on; the tiny DiT stand-in script writes a checkpoint in DiT's layout that initialises the
 tiny Latte; and (multiprocess: a multirun in a subprocess each, about 2 minutes for all) every tiny sweep
 runs end to end for a couple of steps, evaluating at every step, and reports.
@@ -36,9 +36,10 @@ ABLATIONS = (
     "sampling_interval",
     "model_size",
 )
-SCALES = ("tiny", "paper")
+SCALES = ("tiny", "small", "paper")
 
 TINY_DIT = "outputs/latte_tiny_dit/tiny_dit.pt"
+SMALL_DIT = "outputs/latte_small_dit/tiny_dit.pt"
 PAPER_DIT = "weights/DiT-XL-2-256x256.pt"
 
 #: ablation -> scale -> (swept key, its values)
@@ -49,15 +50,18 @@ AXES: dict[str, dict[str, tuple[str, list[str]]]] = {
     "temporal_position": dict.fromkeys(SCALES, ("model.temporal_position", ["absolute", "rope"])),
     "pretrained": {
         "tiny": ("pretrained.path", ["null", TINY_DIT]),
+        "small": ("pretrained.path", ["null", SMALL_DIT]),
         "paper": ("pretrained.path", ["null", PAPER_DIT]),
     },
     "joint_training": {
         "tiny": ("data.joint_image_frames", ["0", "4"]),
+        "small": ("data.joint_image_frames", ["0", "4"]),
         "paper": ("data.joint_image_frames", ["0", "8"]),
     },
     "sampling_interval": dict.fromkeys(SCALES, ("data.frame_stride", ["1", "2", "3", "4"])),
     "model_size": {
         "tiny": ("model.hidden_size", ["48", "96", "144"]),
+        "small": ("model.hidden_size", ["96", "192", "288"]),
         "paper": ("model.size", ["S", "B", "L", "XL"]),
     },
 }
@@ -98,6 +102,19 @@ def test_each_ablation_sweeps_only_its_axis(ablation: str, scale: str) -> None:
         assert (choices.data, choices.trainer, choices.recipe) == ("synthetic", "cpu", "synthetic")
         assert set(cfg.metrics) == {"synthetic_fvd", "synthetic_structure"}
         assert cfg.model.size == "tiny" and cfg.data.resolution == 16 and cfg.trainer.accelerator == "cpu"
+        assert cfg.trainer.precision == "32-true" and list(cfg.data.object_size) == [0.3, 0.4]
+    elif scale == "small":  # the demo's recipe: its model, objects, diffusion, sampler and precision
+        assert (choices.data, choices.trainer, choices.recipe) == ("synthetic", "cpu", "synthetic")
+        assert set(cfg.metrics) == {"synthetic_fvd", "synthetic_structure"}
+        assert (cfg.model.size, cfg.model.patch_size, cfg.data.batch_size) == ("demo", 4, 8)
+        assert list(cfg.data.object_size) == [0.45, 0.55] and cfg.trainer.max_steps == 2000
+        assert (cfg.diffusion.schedule, cfg.diffusion.learn_sigma, cfg.diffusion.min_snr_gamma) == (
+            "cosine",
+            False,
+            5,
+        )
+        assert (cfg.sampler.name, cfg.sampler.steps) == ("ddpm", 100)
+        assert cfg.trainer.precision in ("bf16-mixed", "32-true")  # the CPU's fast one
     else:
         assert (choices.data, choices.trainer, choices.recipe) == ("faceforensics", "ddp", "faceforensics")
         assert set(cfg.metrics) == {"fvd"} and cfg.autoencoder.kind == "sd_vae"
@@ -120,11 +137,14 @@ def _budget(cfg: DictConfig) -> dict[str, Any]:
     return {k: OmegaConf.to_container(OmegaConf.create({"v": OmegaConf.select(cfg, k)}))["v"] for k in keys}
 
 
+@pytest.mark.parametrize("scale", ["tiny", "small"])
 @pytest.mark.parametrize("ablation", ABLATIONS)
-def test_every_tiny_arm_builds_with_the_same_budget(ablation: str, tmp_path: Path) -> None:
+def test_every_cpu_arm_builds_with_the_same_budget(ablation: str, scale: str, tmp_path: Path) -> None:
     budgets, params = [], []
-    for arm in _arms(ablation, "tiny"):
-        cfg = compose_config([f"experiment=latte/{ablation}", "scale=tiny", *_PATHS, *arm], run_dir=tmp_path)
+    for arm in _arms(ablation, scale):
+        cfg = compose_config(
+            [f"experiment=latte/{ablation}", f"scale={scale}", *_PATHS, *arm], run_dir=tmp_path
+        )
         validate_config(cfg)
         budgets.append(_budget(cfg))
         model = instantiate_node(cfg.model)
@@ -137,12 +157,14 @@ def test_every_tiny_arm_builds_with_the_same_budget(ablation: str, tmp_path: Pat
         x = batch["video"][None]
         cond = Cond(num_video_frames=cfg.data.num_frames if extra else None)
         out = model(x, torch.tensor([500]), cond)
-        assert out.shape == (1, 6, x.shape[2], 16, 16)
+        assert out.shape == (1, 6 if cfg.diffusion.learn_sigma else 3, x.shape[2], 16, 16)
     assert all(b == budgets[0] for b in budgets)
     if ablation == "model_size":
         assert params == sorted(params) and len(set(params)) == 3
-    if ablation == "variants":  # v3 at 3 blocks: the count nearest v1's at 4 (4 blocks: 874,488)
+    if ablation == "variants" and scale == "tiny":  # v3 at 3 blocks: the count nearest v1's at 4 (4: 874,488)
         assert params == [725_496, 725_496, 669_912, 725_496]
+    if ablation == "variants" and scale == "small":  # the demo size; v3 at 5 blocks (6 blocks: 5,067,120)
+        assert params == [4_177_776, 4_177_776, 4_252_464, 4_177_776]
 
 
 @pytest.mark.parametrize("ablation", ABLATIONS)
@@ -181,6 +203,27 @@ def test_make_tiny_dit_writes_dit_layout_that_initialises_the_tiny_latte(tmp_pat
     assert not report.mismatched
     assert "y_embedder.embedding_table.weight" in report.skipped
     assert all(any(k.startswith(f"blocks.{i}.") for k in report.loaded) for i in range(4))
+
+
+def test_make_tiny_dit_at_small_scale_takes_the_small_latte_widths(tmp_path: Path) -> None:
+    script = load_script("latte", "make_tiny_dit")
+    output = tmp_path / "small_dit.pt"
+    assert (
+        script.main(["--scale", "small", "--steps", "2", "--batch-size", "4", "--output", str(output)]) == 0
+    )
+    state = torch.load(output, weights_only=True)
+    assert state["pos_embed"].shape == (1, 16, 192)  # patch 4 on 16x16: 4x4 patches of width 192
+    assert len({k.split(".")[1] for k in state if k.startswith("blocks.")}) == 6
+    # patch 4 x 4, 3 channels and no variance outputs (the small scale's fixed variance)
+    assert state["final_layer.linear.weight"].shape[0] == 4 * 4 * 3
+
+    from vidgen.models.pretrained import init_from_dit
+
+    cfg = compose_config(["experiment=latte/pretrained", "scale=small", *_PATHS], run_dir=tmp_path / "run")
+    report = init_from_dit(instantiate_node(cfg.model), output)
+    assert not report.mismatched and all(
+        any(k.startswith(f"blocks.{i}.") for k in report.loaded) for i in range(6)
+    )
 
 
 # ---------------------------------------------------------------------------------------------------------

@@ -1,6 +1,8 @@
-"""Make the tiny stand-in for an ImageNet DiT checkpoint, for ``experiment=latte/pretrained scale=tiny``.
+"""Make the tiny stand-in for an ImageNet DiT checkpoint, for ``experiment=latte/pretrained scale=tiny``
+(or ``scale=small``).
 
-``python experiments/latte/make_tiny_dit.py [--steps 400] [--batch-size 64] [--output PATH] [key=value ...]``
+``python experiments/latte/make_tiny_dit.py [--scale tiny|small] [--steps 400] [--batch-size 64] [--output PATH]
+[key=value ...]``
 
 Latte's learning strategy (a) initialises the video model from a DiT trained on ImageNet images (seed 002,
 Sec. 3.3.4). No DiT exists at the tiny scale's size (4 blocks, width 96, 3-channel 16x16 pixels), so this
@@ -9,10 +11,11 @@ script trains one, honestly as an image model:
 * the network is a DiT: patch embedding, 2D sin-cos positions, timestep + class adaLN-Zero conditioning, a
   stack of blocks that all attend over the patches of one image, DiT's final layer. It is built from vidgen's
   Latte code with every block spatial and one frame (``block_layout`` patched for the construction), so the
-  parameter names are DiT's (Latte's names follow DiT's) and the widths are the tiny Latte's;
+  parameter names are DiT's (Latte's names follow DiT's) and the widths are the scale's Latte's;
 * it is trained as DiT is, on single images with class labels (10% replaced by the null class): single
-  frames of synthetic clips (data seed 1: other clips than the video runs' seed 0), with the tiny scale's
-  diffusion (v-prediction, learned variance, hybrid loss: the parameterisation the video runs use), AdamW
+  frames of synthetic clips (data seed 1: other clips than the video runs' seed 0), with the scale's
+  diffusion (the parameterisation the video runs use; tiny: v-prediction, learned variance, hybrid loss;
+  small: v-prediction, fixed variance, Min-SNR-5) and objects of the scale's size, AdamW
   and an EMA whose weights are written, as in the released DiT checkpoints;
 * the file is a raw state dict in DiT's key layout (``x_embedder.proj``, ``t_embedder.mlp``,
   ``y_embedder.embedding_table`` with ``num_classes + 1`` rows, ``pos_embed`` ``(1, h*w, D)``,
@@ -26,7 +29,9 @@ train on, a far smaller gap than ImageNet -> FaceForensics, so the tiny pretrain
 At the end the checkpoint is loaded into the tiny Latte of the sweep (``vidgen.models.pretrained``) and the
 report (loaded / tiled / skipped / new / mismatched keys) is printed; a provenance file ``<output>.json``
 records the settings and the loss. Default output: the tiny scale's ``scale.dit_checkpoint``
-(``<paths.output_root>/latte_tiny_dit/tiny_dit.pt``). ``key=value`` arguments are overrides of the training
+(``<paths.output_root>/latte_tiny_dit/tiny_dit.pt``); with ``--scale small`` a DiT of the small scale's widths
+(6 blocks, width 192, patch 4) trained with that scale's diffusion, written to its ``scale.dit_checkpoint``
+(``<paths.output_root>/latte_small_dit/tiny_dit.pt``). ``key=value`` arguments are overrides of the training
 config (e.g. ``model.hidden_size=48`` for the model-size sweep's widths).
 """
 
@@ -75,11 +80,17 @@ LABEL_DROP = 0.1
 IMAGE_DATA_SEED = 1
 
 
-def compose_tiny(overrides: list[str]) -> Any:
-    """The training config of the tiny pretrained sweep (``experiment=latte/pretrained scale=tiny``)."""
+#: the scales whose pretrained arm this script makes a stand-in for (conf/scale/<name>.yaml)
+SCALES = ("tiny", "small")
+
+
+def compose_tiny(overrides: list[str], scale: str = "tiny") -> Any:
+    """The training config of the pretrained sweep at ``scale`` (``experiment=latte/pretrained scale=...``)."""
+    if scale not in SCALES:
+        raise ValueError(f"scale must be one of {', '.join(SCALES)}, got {scale!r}")
     with initialize_config_dir(config_dir=str(REPO_ROOT / "conf"), version_base="1.3"):
         return compose(
-            config_name="train", overrides=["experiment=latte/pretrained", "scale=tiny", *overrides]
+            config_name="train", overrides=["experiment=latte/pretrained", f"scale={scale}", *overrides]
         )
 
 
@@ -131,6 +142,7 @@ def train_dit(cfg: Any, steps: int, batch_size: int, seed: int) -> tuple[torch.n
         channels=int(data.channels),
         split="train",
         seed=IMAGE_DATA_SEED,
+        object_size=tuple(data.object_size),  # the scale's objects (tiny: the generator's; small: larger)
     )
     model = build_dit(model_kwargs(cfg), images.num_classes)
     ema = make_ema_copy(model)
@@ -193,13 +205,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batch-size", type=int, default=64, help="images per step (default 64)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument(
-        "--output", type=Path, default=None, help="default: the tiny scale's scale.dit_checkpoint"
+        "--scale", choices=SCALES, default="tiny", help="the sweep's scale, whose widths the DiT takes"
     )
+    parser.add_argument("--output", type=Path, default=None, help="default: the scale's scale.dit_checkpoint")
     parser.add_argument("overrides", nargs="*", help="key=value overrides of the training config")
     args = parser.parse_args(argv)
     torch.set_num_threads(max(1, min(2, torch.get_num_threads())))
 
-    cfg = compose_tiny(list(args.overrides))
+    cfg = compose_tiny(list(args.overrides), args.scale)
     output = args.output or Path(str(cfg.scale.dit_checkpoint))
     model, log = train_dit(cfg, args.steps, args.batch_size, args.seed)
     state = dit_state_dict(model)
@@ -217,7 +230,7 @@ def main(argv: list[str] | None = None) -> int:
     report = init_from_dit(video_model, output)
     print(report.summary() if hasattr(report, "summary") else report)
     if report.mismatched or not report.loaded:
-        print("Error: the checkpoint does not fit the tiny Latte", file=sys.stderr)
+        print(f"Error: the checkpoint does not fit the {args.scale} scale's Latte", file=sys.stderr)
         return 1
     return 0
 
