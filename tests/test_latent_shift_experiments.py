@@ -192,7 +192,7 @@ def test_a_latte_experiment_refuses_a_latent_shift_scale(scale: str, tmp_path: P
     cfg = _compose(["experiment=latte/variants", f"scale={scale}"], tmp_path)
     with pytest.raises(ConfigError) as info:
         validate_config(cfg)
-    assert info.value.key == "scale" and "scale=tiny or scale=paper" in str(info.value)
+    assert info.value.key == "scale" and "scale=tiny, scale=small or scale=paper" in str(info.value)
 
 
 @pytest.mark.parametrize("ablation", ABLATIONS)

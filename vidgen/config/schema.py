@@ -360,7 +360,7 @@ def resolve_config(cfg: DictConfig) -> DictConfig:
 DEFAULT_SCALE_FAMILY = "latte"
 #: the scale files of each experiment family, for the error messages
 SCALE_CHOICES = {
-    "latte": "scale=tiny or scale=paper",
+    "latte": "scale=tiny, scale=small or scale=paper",
     "latent_shift": "scale=latent_shift/tiny or scale=latent_shift/paper",
     "vdm": "scale=vdm/tiny or scale=vdm/paper",
     "cmd": "scale=cmd/tiny",
