@@ -109,11 +109,15 @@ def achieved(step_flops: int, median_ms: float, peak_tflops: float | None) -> tu
 
 
 def _build(name: str, cfg: Any, official: Any, checkpointing: bool) -> tuple[Contender, Any]:
-    vidgen_contender, arch = build_vidgen(cfg, [])
-    if name == "official":
-        return build_official(arch, official, "flash" if torch.cuda.is_available() else "math"), arch
-    if name == "diffusers":
+    """One contender and the sizes it is built at: vidgen's Latte (with ``checkpointing``), or a peer at the
+    sizes of vidgen's (read from a meta-device build: no weights are made for it)."""
+    if name in ("official", "diffusers"):
+        with torch.device("meta"):
+            _, arch = build_vidgen(cfg, [])
+        if name == "official":
+            return build_official(arch, official, "flash" if torch.cuda.is_available() else "math"), arch
         return build_diffusers(arch), arch
+    vidgen_contender, arch = build_vidgen(cfg, [])
     vidgen_contender.module.model.gradient_checkpointing = checkpointing
     return vidgen_contender, arch
 

@@ -3,8 +3,9 @@ sampling time per video and peak memory (``python -m vidgen.bench``).
 
 Throughput is clips/s over forward + backward + AdamW step on random clips of the config's shape, after
 warm-up (with ``compile.enabled=true`` the denoiser is compiled first, as in training, and the warm-up steps
-take the compilation); sampling time uses the configured sampler and guidance; peak memory is the CUDA allocator peak on
-a GPU and the process peak RSS on a CPU, each model's own (:mod:`vidgen.benchmark.memory`). Speed and memory targets live here, never in tests.
+take the compilation); sampling time uses the configured sampler and guidance; peak memory is the CUDA
+allocator peak on a GPU and the process peak RSS on a CPU, each model's own (:mod:`vidgen.benchmark.memory`).
+Speed and memory targets live here, never in tests.
 
 ``bench.flops=true`` adds the sampling FLOPs per video, by stage (:mod:`vidgen.benchmark.sampling_flops`,
 counted on the meta device); ``bench.time=false`` skips the timed training and sampling (and peak memory),
