@@ -48,6 +48,8 @@ class OptimSchema:
     schedule: str = "constant"
     warmup_steps: int = 0
     min_lr_ratio: float = 0.0
+    # the fused AdamW kernel (one pass over each parameter) where every parameter is a CPU or CUDA float tensor
+    fused: bool = True
 
     def __post_init__(self) -> None:
         from vidgen.lit.lr_schedule import SCHEDULES

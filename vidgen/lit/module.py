@@ -346,15 +346,29 @@ class VideoDiffusionModule(L.LightningModule):
             restore_frozen_weights(self, checkpoint["state_dict"])
 
 
+#: device types of PyTorch's fused AdamW kernel that ``optim.fused`` uses
+FUSED_ADAMW_DEVICES = ("cpu", "cuda")
+
+
 def adamw(network: nn.Module, optim: dict[str, Any]) -> torch.optim.AdamW:
     """AdamW over ``network``'s trainable parameters with the ``optim`` settings (``lr``, ``weight_decay``,
-    ``betas``, ``eps``)."""
+    ``betas``, ``eps``, ``fused``). ``fused`` takes the fused kernel only where every parameter is a float
+    tensor on one device of :data:`FUSED_ADAMW_DEVICES` (PyTorch's default implementation elsewhere)."""
+    params = [p for p in network.parameters() if p.requires_grad]
+    devices = {p.device.type for p in params}
+    fused = (
+        bool(optim.get("fused", True))
+        and len(devices) == 1
+        and devices <= set(FUSED_ADAMW_DEVICES)
+        and all(p.dtype.is_floating_point and type(p.data) is torch.Tensor for p in params)
+    )
     return torch.optim.AdamW(
-        [p for p in network.parameters() if p.requires_grad],
+        params,
         lr=float(optim["lr"]),
         weight_decay=float(optim.get("weight_decay", 0.0)),
         betas=tuple(optim.get("betas", (0.9, 0.999))),
         eps=float(optim.get("eps", 1e-8)),
+        fused=fused or None,
     )
 
 

@@ -116,6 +116,7 @@ from vidgen.nn import (
     sincos_1d_table,
     sincos_2d_table,
 )
+from vidgen.nn.mlp import MLP_ACTIVATIONS
 from vidgen.nn.onednn_linear import LINEAR_BACKENDS, use_onednn_linears
 
 __all__ = [
@@ -196,6 +197,8 @@ class Latte(nn.Module):
         input_size: latent side, or ``[H, W]`` for a non-square latent, the frozen spatial table is built for.
         num_frames: number of frames ``F`` the frozen temporal table is built for.
         mlp_ratio: MLP hidden size / hidden size.
+        mlp_activation: the MLP's GELU: ``gelu_tanh`` (the reference's tanh approximation) or ``gelu``
+            (exact; the same function to within 1e-3, cheaper on a CPU without AVX-512).
         learn_sigma: output ``2C`` channels (eps and the variance interpolation) instead of ``C``.
         num_classes: 0 = unconditional; ``> 0`` adds a label table with ``num_classes + 1`` rows (the last
             is the null class used for classifier-free guidance).
@@ -237,6 +240,7 @@ class Latte(nn.Module):
         gradient_checkpointing: bool = False,
         match_params_of: int | None = None,
         linear_backend: str = "torch",
+        mlp_activation: str = "gelu_tanh",
     ) -> None:
         super().__init__()
         if size not in LATTE_SIZES:
@@ -293,6 +297,7 @@ class Latte(nn.Module):
             )
         text_dim = checked_int("model.text_dim", text_dim, 0)
         checked_choice("model.linear_backend", linear_backend, LINEAR_BACKENDS)
+        checked_choice("model.mlp_activation", mlp_activation, tuple(MLP_ACTIVATIONS))
         #: the configured depth (:attr:`depth` differs from it when ``match_params_of`` chose another)
         self.reference_depth = depth
         if match_params_of is not None:
@@ -326,6 +331,7 @@ class Latte(nn.Module):
         self.temporal_position = temporal_position
         self.text_dim = text_dim
         self.gradient_checkpointing = bool(gradient_checkpointing)
+        self.mlp_activation = mlp_activation
         self.layout: list[BlockRole] = block_layout(variant, depth)
         #: index of the first block that attends over time (the absolute table goes in there), or None
         self.first_temporal_block = next((i for i, r in enumerate(self.layout) if r.attends_time), None)
@@ -341,7 +347,13 @@ class Latte(nn.Module):
         self.y_embedder = LabelEmbedder(num_classes, hidden_size) if num_classes > 0 else None
         self.blocks = nn.ModuleList(
             TransformerBlock(
-                hidden_size, num_heads, mlp_ratio, role=role, modulated=modulated, context_dim=text_dim
+                hidden_size,
+                num_heads,
+                mlp_ratio,
+                role=role,
+                modulated=modulated,
+                context_dim=text_dim,
+                mlp_activation=mlp_activation,
             )
             for role in self.layout
         )

@@ -83,6 +83,7 @@ class TransformerBlock(nn.Module):
 
     Args:
         hidden_size, num_heads, mlp_ratio: width, heads, MLP hidden size / width.
+        mlp_activation: the MLP's GELU (:data:`~vidgen.nn.mlp.MLP_ACTIVATIONS`; ``gelu_tanh``: DiT's).
         role: what the block attends over (:class:`BlockRole`).
         modulated: adaLN-Zero conditioning (True) or a plain block with affine LayerNorms (False).
         context_dim: width of the text states for cross-attention; 0 = none. Ignored (no cross-attention)
@@ -101,6 +102,7 @@ class TransformerBlock(nn.Module):
         role: BlockRole = BlockRole.SPATIAL,
         modulated: bool = True,
         context_dim: int = 0,
+        mlp_activation: str = "gelu_tanh",
     ) -> None:
         super().__init__()
         self.role = role
@@ -116,7 +118,7 @@ class TransformerBlock(nn.Module):
         if context_dim > 0 and role.attends_space:
             self.cross_attn = CrossAttention(hidden_size, context_dim, num_heads)
         self.norm2 = _layer_norm(hidden_size, affine)
-        self.mlp = Mlp(hidden_size, int(hidden_size * mlp_ratio))
+        self.mlp = Mlp(hidden_size, int(hidden_size * mlp_ratio), mlp_activation)
         self.adaLN_modulation = AdaLNModulation(hidden_size, 6) if modulated else None
         self._first_axes: tuple[Axis, ...] = {
             BlockRole.SPATIAL: (Axis.SPACE,),
