@@ -103,6 +103,37 @@ def test_demo_precision_follows_the_cpu(
     assert compose_config(["trainer.precision=32-true"], run_dir=tmp_path).trainer.precision == "32-true"
 
 
+@pytest.mark.parametrize(
+    ("has_bf16", "overrides", "steps"),
+    [
+        (True, [], 2000),  # bf16-mixed: the step is 1.6x faster, 2000 fit the six minutes
+        (False, [], 1700),  # fp32 on a CPU without bf16 products
+        (True, ["trainer.precision=32-true"], 1700),
+        (False, ["trainer.precision=16-mixed"], 2000),  # no entry for it: the bf16 count
+        (False, ["trainer.max_steps=300"], 300),
+    ],
+)
+def test_demo_steps_follow_its_precision(
+    has_bf16: bool, overrides: list[str], steps: int, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from vidgen.lit import cpu_precision
+
+    monkeypatch.setattr(cpu_precision, "cpu_has_bf16_matmul", lambda: has_bf16)
+    assert compose_config(overrides, run_dir=tmp_path).trainer.max_steps == steps
+
+
+def test_demo_takes_the_exact_gelu_and_the_tables_the_tanh_one(tmp_path: Path) -> None:
+    """The recipe's MLP activation reaches Latte only; the paper recipes and the measured scales keep DiT's."""
+    assert compose_config([], run_dir=tmp_path).model.mlp_activation == "gelu"
+    assert compose_config(["model=latte_v3"], run_dir=tmp_path).model.mlp_activation == "gelu"
+    assert compose_config(["data=ucf101"], run_dir=tmp_path).model.mlp_activation == "gelu_tanh"
+    for scale in ("tiny", "small", "cmd/tiny", "compare/tiny"):
+        cfg = compose_config([f"scale={scale}", "model=latte_v1"], run_dir=tmp_path)
+        assert cfg.model.mlp_activation == "gelu_tanh", scale
+    assert "mlp_activation" not in compose_config(["model=latent_shift"], run_dir=tmp_path).model
+    assert compose_config([], run_dir=tmp_path).optim.fused is True
+
+
 def test_real_data_recipe_is_the_papers(tmp_path: Path) -> None:
     cfg = compose_config(["data=ucf101"], run_dir=tmp_path)
     assert (
