@@ -198,7 +198,7 @@ class Latte(nn.Module):
         num_frames: number of frames ``F`` the frozen temporal table is built for.
         mlp_ratio: MLP hidden size / hidden size.
         mlp_activation: the MLP's GELU: ``gelu_tanh`` (the reference's tanh approximation) or ``gelu``
-            (exact; the same function to within 1e-3, cheaper on a CPU without AVX-512).
+            (exact; the same function to within 5e-4, 2x cheaper on a CPU without AVX-512).
         learn_sigma: output ``2C`` channels (eps and the variance interpolation) instead of ``C``.
         num_classes: 0 = unconditional; ``> 0`` adds a label table with ``num_classes + 1`` rows (the last
             is the null class used for classifier-free guidance).

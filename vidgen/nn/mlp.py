@@ -7,8 +7,8 @@ from torch import nn
 
 #: values of ``model.mlp_activation``: the GELU of the MLP, and its ``nn.GELU(approximate=...)`` argument.
 #: ``gelu_tanh`` is DiT's / Latte's (timm's ``approx_gelu``); ``gelu`` is the exact (erf) GELU, the same
-#: function to within 1e-3 and 2-3x cheaper forward and backward on a CPU without AVX-512 (the tanh kernel
-#: is the slow one there)
+#: function to within 5e-4 and 2x cheaper forward + backward on a CPU without AVX-512 (the tanh kernel is the
+#: slow one there)
 MLP_ACTIVATIONS = {"gelu_tanh": "tanh", "gelu": "none"}
 
 
