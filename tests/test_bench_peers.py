@@ -227,3 +227,53 @@ def test_official_peer_without_a_path_is_skipped_with_a_note(tmp_path: Path) -> 
     table = format_peers(result)
     assert "not measured" in table and "bench.official_latte is null" in table
     assert "timing: not measured (bench.time=false)" in table.splitlines()
+
+
+@pytest.mark.parametrize("peers_too", [False, True])
+def test_compile_times_vidgen_compiled_and_the_peers_only_when_asked(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, peers_too: bool
+) -> None:
+    compiled: list[tuple[str, str | None]] = []
+
+    def record(module: torch.nn.Module, *args: object, mode: str | None = None, **kwargs: object) -> None:
+        compiled.append((type(module).__name__, mode))  # no real compilation: the choice is under test
+
+    monkeypatch.setattr(torch.nn.Module, "compile", record)
+    official = _stand_in(tmp_path)
+    cfg = _bench_config(
+        tmp_path,
+        "bench.peers=[official,diffusers]",
+        f"bench.official_latte={official}",
+        "bench.train_steps=1",
+        "bench.warmup_steps=1",
+        "compile.enabled=true",
+        "compile.mode=max-autotune",
+        f"bench.compile_peers={str(peers_too).lower()}",
+    )
+    result = run_peers(cfg)
+    expected = ["VidgenLatteAdapter"]
+    if peers_too:
+        expected += ["OfficialLatteAdapter", "DiffusersLatteAdapter"]
+    assert compiled == [(name, "max-autotune") for name in expected]
+    flags = {row["name"]: row["compiled"] for row in result["rows"]}
+    assert flags == {VIDGEN: True, "official": peers_too, "diffusers": peers_too}
+    table = format_peers(result)
+    assert f"| {VIDGEN} (vidgen.models.latte.Latte), compiled" in table
+    assert ("diffusers.LatteTransformer3DModel), compiled" in table) is peers_too
+    assert "compiled: torch.compile (compile.mode=max-autotune)" in table
+
+
+def test_compile_settings_that_would_time_a_compilation_are_config_errors(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError) as info:
+        run_peers(_bench_config(tmp_path, "bench.peers=[diffusers]", "bench.compile_peers=true"))
+    assert info.value.key == "bench.compile_peers"
+    with pytest.raises(ConfigError) as info:
+        run_peers(
+            _bench_config(tmp_path, "bench.peers=[diffusers]", "compile.enabled=true", "bench.warmup_steps=0")
+        )
+    assert info.value.key == "bench.warmup_steps"
+    # without timing nothing is compiled, so neither setting matters
+    result = run_peers(
+        _bench_config(tmp_path, "bench.peers=[diffusers]", "bench.compile_peers=true", "bench.time=false")
+    )
+    assert [row["compiled"] for row in result["rows"]] == [False, False]

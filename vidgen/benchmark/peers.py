@@ -25,7 +25,10 @@ the CPU's fused kernel is counted too, the official attention counted as ``math`
 random ``(x_t, t[, labels], target)`` for every model. Every model is built in this one process; each runs
 ``bench.warmup_steps`` warm-up steps, then ``bench.train_steps`` timed rounds go round-robin (vidgen,
 official, diffusers, vidgen, ...), and the median step time per model and ``peer / vidgen`` ratios (above 1:
-vidgen is faster) are reported. Speed targets live in the bench output, never in tests.
+vidgen is faster) are reported. With ``compile.enabled=true`` vidgen's model is timed compiled
+(``torch.compile`` in place, ``compile.mode``, as training compiles its denoiser) and, with
+``bench.compile_peers=true``, every peer as well (the equal-treatment comparison); the first warm-up step of a
+compiled model compiles it. Speed targets live in the bench output, never in tests.
 """
 
 from __future__ import annotations
@@ -70,6 +73,7 @@ __all__ = [
     "build_official",
     "build_vidgen",
     "checked_peers",
+    "compiled_names",
     "count_step_flops",
     "format_peers",
     "load_official_module",
@@ -506,6 +510,31 @@ def summarise_times(times: dict[str, list[float]], reference: str = VIDGEN) -> d
     }
 
 
+def compiled_names(cfg: DictConfig, names: list[str]) -> set[str]:
+    """The models of ``names`` to time compiled: vidgen's with ``compile.enabled`` (as training compiles its
+    denoiser), and every peer too with ``bench.compile_peers`` (the equal-treatment comparison).
+
+    Raises:
+        ConfigError: ``bench.compile_peers`` without ``compile.enabled``; ``bench.warmup_steps`` below 1 with
+            a compiled model (its first step compiles: it must not be a timed round).
+    """
+    enabled = bool(cfg.get("compile", {}).get("enabled", False))
+    peers_too = bool(cfg.bench.get("compile_peers", False))
+    if peers_too and not enabled:
+        raise ConfigError(
+            "bench.compile_peers", "compiles the peers like vidgen's denoiser: it needs compile.enabled=true"
+        )
+    if enabled and int(cfg.bench.warmup_steps) < 1:
+        raise ConfigError(
+            "bench.warmup_steps",
+            f"a compiled model compiles in its first step: give at least 1 warm-up step, got "
+            f"{cfg.bench.warmup_steps}",
+        )
+    if not enabled:
+        return set()
+    return {name for name in names if name == VIDGEN or peers_too}
+
+
 def run_peers(cfg: DictConfig) -> dict[str, Any]:
     """Build the composed vidgen Latte and the ``bench.peers`` at its sizes in this process, count their
     parameters and step FLOPs, and (``bench.time``) time their training steps round-robin on
@@ -514,7 +543,8 @@ def run_peers(cfg: DictConfig) -> dict[str, Any]:
     Raises:
         ConfigError: ``bench.peers`` (unknown peer, not a vidgen Latte, a design the peers lack, beside
             ``bench.compare``), ``bench.official_latte`` (missing or unimportable file),
-            ``bench.official_attention``, ``bench.train_steps`` (below 1 when timing).
+            ``bench.official_attention``, ``bench.train_steps`` (below 1 when timing), ``bench.compile_peers``
+            and ``bench.warmup_steps`` (:func:`compiled_names`).
     """
     names = checked_peers(cfg)
     _check_latte_target(cfg)
@@ -524,6 +554,8 @@ def run_peers(cfg: DictConfig) -> dict[str, Any]:
     rounds, warmup = int(settings.train_steps), int(settings.warmup_steps)
     if timed and rounds < 1:
         raise ConfigError("bench.train_steps", f"time at least one round of steps, got {rounds}")
+    compiled = compiled_names(cfg, [VIDGEN, *names]) if timed else set()
+    mode = cfg.compile.get("mode") if "compile" in cfg else None
     official_path = settings.get("official_latte")
     official_module = None
     if "official" in names and official_path is not None:
@@ -572,12 +604,16 @@ def run_peers(cfg: DictConfig) -> dict[str, Any]:
     warn_if_slow_bf16(
         device.type, precision, "bench.precision" if settings.precision else "trainer.precision"
     )
+    for row in rows:
+        row["compiled"] = row["name"] in compiled
     if timed:
         on_device = inputs.to(device)
         optim = dict(cfg.optim)
         steps = {}
         for contender in contenders:
             contender.module.to(device).train()
+            if contender.name in compiled:
+                contender.module.compile(mode=mode)  # in place; its first (warm-up) step compiles
             steps[contender.name] = training_step(contender.module, on_device, optim, device, precision)
         times = time_round_robin(steps, rounds, warmup, device)
         summary = summarise_times(times)
@@ -598,6 +634,7 @@ def run_peers(cfg: DictConfig) -> dict[str, Any]:
         "threads": torch.get_num_threads(),
         "precision": precision if timed else "n/a",
         "warmup_steps": warmup,
+        "compile_mode": mode if compiled else None,
         "train_steps": rounds,
         "step": STEP,
         "flops_convention": FLOPS,
@@ -617,7 +654,7 @@ def format_peers(result: dict[str, Any]) -> str:
         timed = row["median_step_ms"] is not None
         rows.append(
             [
-                f"{row['name']} ({row['implementation']})",
+                f"{row['name']} ({row['implementation']})" + (", compiled" if row.get("compiled") else ""),
                 f"{params:,} ({params / 1e6:.2f}M)",
                 f"{row['step_flops'] / 1e9:.2f} (fwd {row['forward_flops'] / 1e9:.2f})",
                 f"{row['median_step_ms']:.1f}" if timed else "not measured",
@@ -638,6 +675,13 @@ def format_peers(result: dict[str, Any]) -> str:
         f"timing: {result['warmup_steps']} warm-up steps per model, then {result['train_steps']} rounds "
         "round-robin in the table's order, all models in one process; ratio = peer / vidgen median step "
         "time: above 1 means vidgen is faster"
+        + (
+            f"; compiled: torch.compile (compile.mode={result.get('compile_mode')}) of "
+            + ", ".join(row["name"] for row in result["rows"] if row.get("compiled"))
+            + ", whose first warm-up step compiles"
+            if any(row.get("compiled") for row in result["rows"])
+            else ""
+        )
         if timed
         else "timing: not measured (bench.time=false)"
     )
