@@ -25,7 +25,7 @@ from vidgen.metrics.synthetic import (
     train_synthetic_classifier,
     videos_to_input,
 )
-from vidgen.metrics.synthetic.classifier import generator_kwargs
+from vidgen.metrics.synthetic.classifier import generator_kwargs, synthetic_dataset
 
 FRAMES, RES, N = 8, 16, 256
 #: a few-second training run, for the determinism and cache checks (not accurate)
@@ -182,6 +182,7 @@ def test_structure_real_noise_and_shuffled(clips) -> None:
     real, noise, shuffled = results["other"], results["noise"], results["shuffled"]
     key = "synthetic_structure/"
     assert real[key + "object_presence"] == 1.0 and real[key + "colour_match"] == 1.0, real
+    assert real[key + "colour_constancy"] == 1.0, real
     assert real[key + "motion_consistency"] >= 0.98 and real[key + "trackable"] == 1.0, real
     assert real[key + "motion_residual_px"] < 0.1, real
     assert noise[key + "object_presence"] <= 0.05, noise
@@ -189,6 +190,7 @@ def test_structure_real_noise_and_shuffled(clips) -> None:
     # frame metrics ignore frame order exactly; motion metrics catch it
     assert shuffled[key + "object_presence"] == real[key + "object_presence"]
     assert shuffled[key + "colour_match"] == real[key + "colour_match"]
+    assert shuffled[key + "colour_constancy"] == real[key + "colour_constancy"]
     assert shuffled[key + "motion_consistency"] <= 0.35, shuffled  # static objects (1/7) stay consistent
     assert shuffled[key + "motion_residual_px"] >= 10 * real[key + "motion_residual_px"], shuffled
 
@@ -213,12 +215,37 @@ def test_structure_wrong_colours_and_blank_frames(clips) -> None:
         SyntheticStructure().compute()
 
 
+def test_colour_constancy_catches_an_object_changing_palette_colour_part_way(clips) -> None:
+    """The defect of the demo's grids: a cyan object turning white half-way. Every frame alone still shows a
+    palette colour (``colour_match`` stays 1); ``colour_constancy`` drops to the share of the clip's most common
+    colour, exactly."""
+    videos, _ = clips["other"]
+    generator = synthetic_dataset(N, FRAMES, RES, "test")
+    cyan = [i for i in range(N) if generator.describe(i).objects[0].color_name == "cyan"][:6]
+    assert len(cyan) >= 3, "test data lacks cyan clips"
+    drifted = videos[cyan].clone()
+    object_pixels = (drifted.float() - torch.tensor([20.0, 225.0, 235.0])).norm(dim=-1) < 30
+    later = torch.zeros_like(object_pixels)
+    later[:, 5:] = True  # frames 5-7 of 8 turn white
+    drifted[object_pixels & later] = torch.tensor([245, 245, 245], dtype=torch.uint8)
+    metric = SyntheticStructure()
+    metric.update_fake(drifted)
+    values = metric.compute()
+    assert values["synthetic_structure/colour_match"] == 1.0
+    assert values["synthetic_structure/colour_constancy"] == pytest.approx(5 / 8)
+    # reset: the same clips unchanged are constant again
+    metric = SyntheticStructure()
+    metric.update_fake(videos[cyan])
+    assert metric.compute()["synthetic_structure/colour_constancy"] == 1.0
+
+
 def test_structure_reports_nan_when_nothing_is_found(clips) -> None:
     metric = SyntheticStructure()
     metric.update_fake(torch.full((4, FRAMES, RES, RES, 3), 8, dtype=torch.uint8))  # background only
     values = metric.compute()
     assert values["synthetic_structure/object_presence"] == 0.0
     assert math.isnan(values["synthetic_structure/colour_match"])
+    assert values["synthetic_structure/colour_constancy"] == 0.0  # no object colour: not constant
     assert math.isnan(values["synthetic_structure/motion_residual_px"])
     assert values["synthetic_structure/motion_consistency"] == 0.0
     assert values["synthetic_structure/trackable"] == 0.0
@@ -227,6 +254,7 @@ def test_structure_reports_nan_when_nothing_is_found(clips) -> None:
     assert set(two_frames.compute()) == {
         "synthetic_structure/object_presence",
         "synthetic_structure/colour_match",
+        "synthetic_structure/colour_constancy",
     }  # motion needs >= 3 frames
 
 
@@ -237,6 +265,7 @@ def test_structure_several_objects_and_long_clips() -> None:
     values = metric.compute()
     assert values["synthetic_structure/object_presence"] == 1.0
     assert values["synthetic_structure/colour_match"] >= 0.9
+    assert values["synthetic_structure/colour_constancy"] >= 0.9  # 0.965: the main object can switch
     assert values["synthetic_structure/motion_consistency"] >= 0.85
     # 24 frames at 16 px: objects bounce off the walls, up to twice per axis
     long_videos, _ = synthetic_clips(40, 24, RES, "val")

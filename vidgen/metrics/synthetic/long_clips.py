@@ -162,11 +162,7 @@ class SyntheticLongClip(VideoMetric):
             self._clips += 1
             self._frames += frames
             self._present += int(whole.present.sum())
-            known = whole.colours[whole.present & (whole.colours >= 0)]
-            # a clip with no identified object colour counts as not constant
-            self._constancy.append(
-                float(np.mean(known == np.bincount(known).argmax())) if known.size else 0.0
-            )
+            self._constancy.append(whole.colour_constancy())
             for start in self.windows(frames):
                 self._windows.add(self.analyzer, clip[start : start + self.window])
             for start in self.boundary_windows(frames):

@@ -275,6 +275,12 @@ class SyntheticStructure(VideoMetric):
       fit the generator). Frame order does not matter.
     * ``colour_match``: fraction of the objects found (all frames) whose colour is within tolerance of a
       palette colour; NaN when no object was found. Frame order does not matter.
+    * ``colour_constancy``: per clip, the fraction of the frames with an object of a palette colour whose main
+      (largest) object has the clip's most common colour, averaged over clips (a clip without one scores 0):
+      ``colour_match`` scores each frame alone, so an object that turns from cyan to white part-way keeps a
+      perfect ``colour_match`` and lowers this. With several objects per clip the main object can switch
+      between two of about the same size, so real clips then score below 1 (0.965 with two objects, 0.94
+      with three). Frame order does not matter.
     * ``motion_residual_px``: mean best-fit residual (RMS, pixels) of the object tracks over the motion kinds
       of the generator (bouncing constant velocity, circle, static); lower is better; NaN when no clip has a
       track. Shuffled frames raise it.
@@ -284,7 +290,7 @@ class SyntheticStructure(VideoMetric):
       the frames).
 
     The motion entries need clips of >= 3 frames and are left out otherwise. Real synthetic clips score
-    presence 1, colour 1, consistency 1 and residuals of a few hundredths of a pixel.
+    presence 1, colour 1, colour constancy 1 (one object per clip), consistency 1 and residuals of a few hundredths of a pixel.
 
     Args:
         num_fake: generated clips the protocol uses (default 512).
@@ -324,6 +330,7 @@ class SyntheticStructure(VideoMetric):
         self._tracks = 0
         self._consistent = 0
         self._residuals: list[float] = []
+        self._constancy: list[float] = []
 
     def update_real(
         self, videos: torch.Tensor, labels: torch.Tensor | None = None, captions: Sequence[str] | None = None
@@ -341,6 +348,7 @@ class SyntheticStructure(VideoMetric):
             self._present += int(found.present.sum())
             self._objects += len(found.colour_matches)
             self._matched += int(sum(found.colour_matches))
+            self._constancy.append(found.colour_constancy())
             if found.present.size < 3:
                 continue
             self._motion_clips += 1
@@ -355,6 +363,7 @@ class SyntheticStructure(VideoMetric):
         out = {
             f"{self.name}/object_presence": self._present / self._frames,
             f"{self.name}/colour_match": self._matched / self._objects if self._objects else math.nan,
+            f"{self.name}/colour_constancy": float(np.mean(self._constancy)),
         }
         if self._motion_clips:
             out[f"{self.name}/motion_residual_px"] = (

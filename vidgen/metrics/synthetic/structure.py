@@ -101,6 +101,14 @@ class ClipStructure:
     kinds: list[str] = field(default_factory=list)
     resolution: int = 0
 
+    def colour_constancy(self) -> float:
+        """Fraction of the frames with a plausible object of a palette colour whose main (largest) object has
+        the clip's most common such colour: 1.0 when the object keeps its colour, lower when it turns into
+        another palette colour part-way; 0.0 when no frame has one (a clip without an identified object colour
+        counts as not constant). Frame order does not matter."""
+        known = self.colours[self.present & (self.colours >= 0)]
+        return float(np.mean(known == np.bincount(known).argmax())) if known.size else 0.0
+
 
 @dataclass
 class _Blob:
