@@ -94,9 +94,13 @@ def test_each_ablation_sweeps_only_its_axis(ablation: str, scale: str) -> None:
     varying = {k: v for k, v in sweep.items() if len(v) > 1}
     key, values = AXES[ablation][scale]
     assert varying == {key: values}
-    # periodic evaluation on, and evaluated at the end
-    assert cfg.evaluation.every_n_steps is not None and cfg.evaluation.at_end is True
-    assert cfg.trainer.max_steps % cfg.evaluation.every_n_steps == 0
+    # evaluated at the end; periodic evaluation on, except at small scale (one more 128-clip evaluation would
+    # make its arm slower than the tiny scale's; evaluation.every_n_steps=1000 adds the half-way point)
+    assert cfg.evaluation.at_end is True
+    if scale == "small":
+        assert cfg.evaluation.every_n_steps is None
+    else:
+        assert cfg.trainer.max_steps % cfg.evaluation.every_n_steps == 0
     choices = cfg.hydra.runtime.choices
     if scale == "tiny":
         assert (choices.data, choices.trainer, choices.recipe) == ("synthetic", "cpu", "synthetic")
