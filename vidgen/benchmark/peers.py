@@ -594,6 +594,7 @@ def run_peers(cfg: DictConfig) -> dict[str, Any]:
                 "step_flops": total,
                 "median_step_ms": None,
                 "ratio_vs_vidgen": None,
+                "compiled": contender.name in compiled,
                 "step_ms": [],
                 "notes": contender.notes,
             }
@@ -604,8 +605,6 @@ def run_peers(cfg: DictConfig) -> dict[str, Any]:
     warn_if_slow_bf16(
         device.type, precision, "bench.precision" if settings.precision else "trainer.precision"
     )
-    for row in rows:
-        row["compiled"] = row["name"] in compiled
     if timed:
         on_device = inputs.to(device)
         optim = dict(cfg.optim)
@@ -671,20 +670,19 @@ def format_peers(result: dict[str, Any]) -> str:
     c, f, h, w = result["latent_shape"]
     timed = any(row["median_step_ms"] is not None for row in result["rows"])
     where = f"; {result['device']} ({result['threads']} threads), {result['precision']}" if timed else ""
-    timing = (
-        f"timing: {result['warmup_steps']} warm-up steps per model, then {result['train_steps']} rounds "
-        "round-robin in the table's order, all models in one process; ratio = peer / vidgen median step "
-        "time: above 1 means vidgen is faster"
-        + (
-            f"; compiled: torch.compile (compile.mode={result.get('compile_mode')}) of "
-            + ", ".join(row["name"] for row in result["rows"] if row.get("compiled"))
-            + ", whose first warm-up step compiles"
-            if any(row.get("compiled") for row in result["rows"])
-            else ""
+    timing = "timing: not measured (bench.time=false)"
+    if timed:
+        timing = (
+            f"timing: {result['warmup_steps']} warm-up steps per model, then {result['train_steps']} rounds "
+            "round-robin in the table's order, all models in one process; ratio = peer / vidgen median step "
+            "time: above 1 means vidgen is faster"
         )
-        if timed
-        else "timing: not measured (bench.time=false)"
-    )
+        compiled = [row["name"] for row in result["rows"] if row.get("compiled")]
+        if compiled:
+            timing += (
+                f"; compiled: torch.compile (compile.mode={result.get('compile_mode')}) of "
+                f"{', '.join(compiled)}, whose first warm-up step compiles"
+            )
     notes = [
         f"{result['model']}: latents {c} x {f} frames x {h} x {w}, batch {result['batch_size']}{where}",
         f"step: {result['step']}",

@@ -290,7 +290,8 @@ class SyntheticStructure(VideoMetric):
       the frames).
 
     The motion entries need clips of >= 3 frames and are left out otherwise. Real synthetic clips score
-    presence 1, colour 1, colour constancy 1 (one object per clip), consistency 1 and residuals of a few hundredths of a pixel.
+    presence 1, colour 1, colour constancy 1 (one object per clip), consistency 1 and residuals of a few
+    hundredths of a pixel.
 
     Args:
         num_fake: generated clips the protocol uses (default 512).
