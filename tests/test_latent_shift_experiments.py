@@ -34,7 +34,7 @@ from vidgen.config.schema import validate_config
 from vidgen.lit.build import build_module
 
 ABLATIONS = ("temporal", "shift_fraction", "t2i")
-SCALES = ("latent_shift/tiny", "latent_shift/paper")
+SCALES = ("latent_shift/tiny", "latent_shift/small", "latent_shift/paper")
 MODELS = ["latent_shift", "latent_vdm", "latent_2d"]
 FRACTIONS = ["0.125", "0.25", "0.3333333333333333"]
 
@@ -47,6 +47,8 @@ AXES: dict[str, tuple[str, list[str]]] = {
 #: trainable parameters of the tiny arms (synthetic RGB, learned variance, 32-d text) and of the paper arms
 #: (Stable Diffusion 1.x's U-Net; Latent-VDM adds 16 temporal attention layers)
 TINY_PARAMS = {"latent_shift": 793_254, "latent_vdm": 822_886, "latent_2d": 793_254}
+#: the small scale's arms: the same U-Net without the variance outputs (fixed variance)
+SMALL_PARAMS = {"latent_shift": 792_387, "latent_vdm": 822_019, "latent_2d": 792_387}
 PAPER_PARAMS = {"latent_shift": 859_520_964, "latent_vdm": 909_157_444, "latent_2d": 859_520_964}
 
 
@@ -123,10 +125,31 @@ def test_each_ablation_sweeps_only_its_axis(ablation: str, scale: str, tmp_path:
     varying = {k: v for k, v in sweep.items() if len(v) > 1}
     assert varying == {AXES[ablation][0]: AXES[ablation][1]}
     assert choices.model == "latent_shift"  # the non-swept default of every experiment
-    assert cfg.evaluation.every_n_steps is not None and cfg.evaluation.at_end is True
-    assert cfg.trainer.max_steps % cfg.evaluation.every_n_steps == 0
+    assert cfg.evaluation.at_end is True
+    if scale == "latent_shift/small":  # at the end only
+        assert cfg.evaluation.every_n_steps is None
+    else:
+        assert cfg.trainer.max_steps % cfg.evaluation.every_n_steps == 0
     assert cfg.conditioner.kind == "text" and cfg.conditioner.drop_prob > 0  # captions, dropout for guidance
-    if scale == "latent_shift/tiny":
+    if scale == "latent_shift/small":  # the demo recipe's diffusion, sampler, batch and objects
+        assert (choices.data, choices.trainer, choices.recipe) == ("synthetic", "cpu", "synthetic")
+        assert (choices.autoencoder, choices.metrics, choices.diffusion) == (
+            "identity",
+            "synthetic",
+            "recipe",
+        )
+        assert cfg.model.size == "tiny" and cfg.model.head_width == 32 and cfg.model.pretrained_path is None
+        resolved = OmegaConf.to_container(cfg.diffusion, resolve=True)
+        assert (resolved["schedule"], resolved["learn_sigma"], resolved["loss"]) == (
+            "cosine",
+            False,
+            "simple",
+        )
+        assert resolved["min_snr_gamma"] == 5 and resolved["prediction"] == "v"
+        assert cfg.data.batch_size == 8 and list(cfg.data.object_size) == [0.45, 0.55]
+        assert (cfg.sampler.name, cfg.sampler.steps, cfg.trainer.max_steps) == ("ddpm", 100, 1000)
+        assert cfg.conditioner.text_dim == 32 and cfg.guidance_scale == 1.0
+    elif scale == "latent_shift/tiny":
         assert (choices.data, choices.trainer, choices.recipe) == ("synthetic", "cpu", "synthetic")
         assert (choices.autoencoder, choices.metrics) == ("identity", "synthetic")
         assert set(cfg.metrics) == {"synthetic_fvd", "synthetic_structure"}
@@ -195,13 +218,13 @@ def test_a_latte_experiment_refuses_a_latent_shift_scale(scale: str, tmp_path: P
     assert info.value.key == "scale" and "scale=tiny, scale=small or scale=paper" in str(info.value)
 
 
+@pytest.mark.parametrize("scale", ["latent_shift/tiny", "latent_shift/small"])
 @pytest.mark.parametrize("ablation", ABLATIONS)
-def test_every_tiny_arm_builds_with_the_same_budget(ablation: str, tiny_clip_root: Path) -> None:
+def test_every_cpu_arm_builds_with_the_same_budget(ablation: str, scale: str, tiny_clip_root: Path) -> None:
+    expected = TINY_PARAMS if scale == "latent_shift/tiny" else SMALL_PARAMS
     budgets, params, fractions = [], {}, []
-    for arm in _arms(ablation, "latent_shift/tiny"):
-        cfg = _compose(
-            [f"experiment=latent_shift/{ablation}", "scale=latent_shift/tiny", *arm], tiny_clip_root
-        )
+    for arm in _arms(ablation, scale):
+        cfg = _compose([f"experiment=latent_shift/{ablation}", f"scale={scale}", *arm], tiny_clip_root)
         validate_config(cfg)
         budget = _budget(cfg)
         budgets.append(budget)
@@ -209,6 +232,11 @@ def test_every_tiny_arm_builds_with_the_same_budget(ablation: str, tiny_clip_roo
         denoiser = module.denoiser
         params[str(denoiser.temporal)] = denoiser.num_params()
         fractions.append(denoiser.shift_fraction)
+        if scale == "latent_shift/small":  # one head per 32 channels in every attention layer
+            from diffusers.models.attention_processor import Attention
+
+            heads = {(m.query_dim, m.heads) for m in denoiser.unet.modules() if isinstance(m, Attention)}
+            assert heads == {(32, 1), (64, 2)}
         # one training loss through the real module: text conditioner, caption dropout, diffusion
         data = instantiate_node(cfg.data)
         batch = default_collate([data.train_set[i] for i in range(2)])
@@ -221,12 +249,12 @@ def test_every_tiny_arm_builds_with_the_same_budget(ablation: str, tiny_clip_roo
         assert budget == budgets[0]
     if ablation == "shift_fraction":
         assert fractions == [float(f) for f in FRACTIONS] and set(params) == {"shift"}
-        assert params["shift"] == TINY_PARAMS["latent_shift"]
+        assert params["shift"] == expected["latent_shift"]
     else:
         assert params == {
-            "shift": TINY_PARAMS["latent_shift"],
-            "attention": TINY_PARAMS["latent_vdm"],
-            "none": TINY_PARAMS["latent_2d"],
+            "shift": expected["latent_shift"],
+            "attention": expected["latent_vdm"],
+            "none": expected["latent_2d"],
         }
 
 

@@ -96,6 +96,39 @@ def test_sd_size_counts_on_the_meta_device() -> None:
     )
 
 
+def _attention_heads(model: LatentUNet) -> list[tuple[int, int]]:
+    """(channels, heads) of every diffusers attention layer of the U-Net, in module order."""
+    from diffusers.models.attention_processor import Attention
+
+    return [(m.query_dim, m.heads) for m in model.unet.modules() if isinstance(m, Attention)]
+
+
+@pytest.mark.parametrize("temporal", ["shift", "attention", "none"])
+def test_head_width_sets_the_heads_and_keeps_every_parameter(temporal: str) -> None:
+    default, wide = _model(temporal), _model(temporal, head_width=32)
+    # the tiny size's 8 heads per block (4 and 8 channels wide); one head per 32 channels with head_width=32
+    assert {heads for _, heads in _attention_heads(default)} == {8}
+    assert sorted(set(_attention_heads(wide))) == [(32, 1), (64, 2)]
+    shapes = {k: v.shape for k, v in default.state_dict().items()}
+    assert {k: v.shape for k, v in wide.state_dict().items()} == shapes
+    assert wide.num_params() == default.num_params()
+    if temporal == "attention":  # the temporal layers take the transformer's heads
+        assert [layer.head_dim for layer in wide.temporal_layers] == [32] * 4
+        assert [layer.head_dim for layer in default.temporal_layers] == [4, 4, 4, 8]
+    # the same weights under the other head split: a different function (the heads are really used)
+    wide.load_state_dict(default.state_dict())
+    x, t = _inputs()
+    with torch.no_grad():
+        assert not torch.allclose(wide(x, t), default(x, t), atol=1e-4)
+
+
+def test_head_width_at_sd_size_counts_on_the_meta_device() -> None:
+    with torch.device("meta"):
+        model = LatentUNet(temporal="shift", size="sd", in_channels=4, input_size=32, head_width=64)
+    assert model.num_params() == 859_520_964  # heads add no parameters
+    assert sorted(set(_attention_heads(model))) == [(320, 5), (640, 10), (1280, 20)]
+
+
 # ------------------------------------------------------------------------------------------ behaviour
 def test_temporal_attention_layer_identity_then_position_aware() -> None:
     torch.manual_seed(0)
@@ -315,6 +348,9 @@ def test_gradient_checkpointing_gives_the_same_gradients(temporal: str) -> None:
         ({"shift": {"fold": 2}}, "model.shift.fold"),
         ({"in_channels": 0}, "model.in_channels"),
         ({"learn_sigma": True, "pretrained_path": "/nonexistent/sd"}, "diffusion.learn_sigma"),
+        ({"head_width": 48}, "model.head_width"),  # 32 and 64 channels: not multiples of 48
+        ({"head_width": 0}, "model.head_width"),
+        ({"head_width": 32, "pretrained_path": "/nonexistent/sd"}, "model.head_width"),
     ],
 )
 def test_bad_values_name_the_key(kwargs: dict, key: str) -> None:

@@ -363,7 +363,7 @@ DEFAULT_SCALE_FAMILY = "latte"
 #: the scale files of each experiment family, for the error messages
 SCALE_CHOICES = {
     "latte": "scale=tiny, scale=small or scale=paper",
-    "latent_shift": "scale=latent_shift/tiny or scale=latent_shift/paper",
+    "latent_shift": "scale=latent_shift/tiny, scale=latent_shift/small or scale=latent_shift/paper",
     "vdm": "scale=vdm/tiny or scale=vdm/paper",
     "cmd": "scale=cmd/tiny",
     "compare": "scale=compare/tiny, scale=compare/paper or scale=compare/paper_webvid",
