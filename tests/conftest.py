@@ -61,6 +61,13 @@ def compose_config(
         return compose(config_name=config_name, overrides=[*overrides, *extra])
 
 
+def attention_heads(module: torch.nn.Module) -> list[tuple[int, int]]:
+    """(channels, heads) of every diffusers attention layer inside ``module``, in module order."""
+    from diffusers.models.attention_processor import Attention
+
+    return [(m.query_dim, m.heads) for m in module.modules() if isinstance(m, Attention)]
+
+
 @pytest.fixture
 def tiny_overrides() -> list[str]:
     return list(TINY)

@@ -26,7 +26,7 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import InterpolationToMissingValueError
 from torch.utils.data import default_collate
 
-from tests.conftest import CONFIG_DIR
+from tests.conftest import CONFIG_DIR, attention_heads
 from tests.experiment_scripts import QUICK_SWEEP, load_script, run_sweep, sweep_values
 from vidgen.config.errors import ConfigError
 from vidgen.config.instantiate import instantiate_node
@@ -233,10 +233,7 @@ def test_every_cpu_arm_builds_with_the_same_budget(ablation: str, scale: str, ti
         params[str(denoiser.temporal)] = denoiser.num_params()
         fractions.append(denoiser.shift_fraction)
         if scale == "latent_shift/small":  # one head per 32 channels in every attention layer
-            from diffusers.models.attention_processor import Attention
-
-            heads = {(m.query_dim, m.heads) for m in denoiser.unet.modules() if isinstance(m, Attention)}
-            assert heads == {(32, 1), (64, 2)}
+            assert set(attention_heads(denoiser.unet)) == {(32, 1), (64, 2)}
         # one training loss through the real module: text conditioner, caption dropout, diffusion
         data = instantiate_node(cfg.data)
         batch = default_collate([data.train_set[i] for i in range(2)])

@@ -10,7 +10,7 @@ import torch
 from diffusers import UNet2DConditionModel
 from hydra.utils import instantiate
 
-from tests.conftest import compose_config
+from tests.conftest import attention_heads, compose_config
 from vidgen.conditioning import Cond
 from vidgen.config import ConfigError
 from vidgen.config.instantiate import instantiate_node
@@ -96,19 +96,12 @@ def test_sd_size_counts_on_the_meta_device() -> None:
     )
 
 
-def _attention_heads(model: LatentUNet) -> list[tuple[int, int]]:
-    """(channels, heads) of every diffusers attention layer of the U-Net, in module order."""
-    from diffusers.models.attention_processor import Attention
-
-    return [(m.query_dim, m.heads) for m in model.unet.modules() if isinstance(m, Attention)]
-
-
 @pytest.mark.parametrize("temporal", ["shift", "attention", "none"])
 def test_head_width_sets_the_heads_and_keeps_every_parameter(temporal: str) -> None:
     default, wide = _model(temporal), _model(temporal, head_width=32)
     # the tiny size's 8 heads per block (4 and 8 channels wide); one head per 32 channels with head_width=32
-    assert {heads for _, heads in _attention_heads(default)} == {8}
-    assert sorted(set(_attention_heads(wide))) == [(32, 1), (64, 2)]
+    assert {heads for _, heads in attention_heads(default.unet)} == {8}
+    assert sorted(set(attention_heads(wide.unet))) == [(32, 1), (64, 2)]
     shapes = {k: v.shape for k, v in default.state_dict().items()}
     assert {k: v.shape for k, v in wide.state_dict().items()} == shapes
     assert wide.num_params() == default.num_params()
@@ -126,7 +119,7 @@ def test_head_width_at_sd_size_counts_on_the_meta_device() -> None:
     with torch.device("meta"):
         model = LatentUNet(temporal="shift", size="sd", in_channels=4, input_size=32, head_width=64)
     assert model.num_params() == 859_520_964  # heads add no parameters
-    assert sorted(set(_attention_heads(model))) == [(320, 5), (640, 10), (1280, 20)]
+    assert sorted(set(attention_heads(model.unet))) == [(320, 5), (640, 10), (1280, 20)]
 
 
 # ------------------------------------------------------------------------------------------ behaviour
