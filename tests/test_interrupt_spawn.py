@@ -129,10 +129,8 @@ def _check_stopped_together(run_dir: Path, ranks: Path, rc: int, stdout: str, st
     return step
 
 
-# Both under `make test-slow` (ddp_spawn 53 s on 2 cores, the slowest test of the CI tier; fsdp_spawn: the same
-# stop agreement, sharded save); CI keeps the single-process SIGTERM test of tests/test_cli.py
-@pytest.mark.slow
-@pytest.mark.parametrize("trainer", ["ddp_spawn", "fsdp_spawn"])
+# CI runs ddp_spawn; fsdp_spawn (the same stop agreement, sharded save) runs under `make test-slow`
+@pytest.mark.parametrize("trainer", ["ddp_spawn", pytest.param("fsdp_spawn", marks=pytest.mark.slow)])
 def test_sigterm_to_the_launching_process_checkpoints_all_ranks_and_resumes(
     trainer: str, tmp_path: Path
 ) -> None:

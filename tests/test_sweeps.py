@@ -121,10 +121,7 @@ def test_optuna_search_config_composes_into_a_tpe_sweep_over_an_evaluation_metri
     assert isinstance(distributions["ema.decay"], optuna.distributions.CategoricalDistribution)
 
 
-# `make test-slow` (38-46 s on 2 cores in December, the heaviest sweep of the CI tier); the search config's
-# composition is checked in CI above
-@pytest.mark.multiprocess  # two trainings + end-of-training evaluations in a subprocess
-@pytest.mark.slow
+@pytest.mark.multiprocess  # two trainings + end-of-training evaluations in a subprocess (20-30 s on 2 cores)
 def test_optuna_search_runs_two_trials_and_reports_the_best_evaluation(tmp_path: Path) -> None:
     # model.depth is given one value by TINY, so Optuna holds it fixed and searches optim.lr and ema.decay
     sweep_dir, output = _multirun(
