@@ -3,7 +3,7 @@ PYTHON ?= python3.11
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: install test test-unit test-dist test-wheel test-slow test-all lint format clean
+.PHONY: install test test-suite test-unit test-dist test-wheel test-slow test-all lint format clean
 
 install:  ## virtual environment with vidgen in editable mode and its dev tools
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -11,12 +11,15 @@ install:  ## virtual environment with vidgen in editable mode and its dev tools
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	$(BIN)/python -c "import torch, torchvision, lightning, hydra, timm, open_clip, diffusers, av, moviepy; print('vidgen install ok: torch', torch.__version__, 'torchvision', torchvision.__version__)"
 
-test: test-unit test-dist test-wheel  ## the CI test suite (CPU, < 10 minutes on two cores)
+test: test-suite test-wheel  ## the CI test suite (CPU, < 10 minutes on two cores)
 
-test-unit:  ## single-process tests, two pytest workers
+test-suite:  ## every test not marked slow in one session: two workers, one test file each at a time, the files with multiprocess tests first (tests/conftest.py)
+	$(BIN)/python -m pytest -q -n 2 -m 'not slow' --dist loadfile --no-loadscope-reorder --durations=15
+
+test-unit:  ## the single-process part of test-suite, two pytest workers
 	$(BIN)/python -m pytest -q -n 2 --durations=15
 
-test-dist:  ## multi-process tests (DDP / FSDP on 2 CPU ranks, sweeps), two test files at a time (1 thread per rank)
+test-dist:  ## the multi-process part of test-suite (DDP / FSDP on 2 CPU ranks, sweeps), two test files at a time (1 thread per rank)
 	$(BIN)/python -m pytest -q -n 2 --dist loadfile -m 'multiprocess and not slow' --durations=15
 
 test-wheel:  ## the installed package: build the wheel, install it into a new environment, run the CLIs from outside the repository

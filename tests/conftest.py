@@ -71,3 +71,15 @@ def attention_heads(module: torch.nn.Module) -> list[tuple[int, int]]:
 @pytest.fixture
 def tiny_overrides() -> list[str]:
     return list(TINY)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Run the test files with multiprocess tests first (each holds tens of seconds of DDP / FSDP ranks or
+    sweep subprocesses), keeping every other order as collected.
+
+    ``make test`` runs the whole CI suite in one session, one test file per pytest-xdist work unit
+    (``--dist loadfile --no-loadscope-reorder``): the long files start early and the many short ones fill in
+    after them, so the two workers end close together instead of waiting on one long file at the end.
+    """
+    heavy = {item.path for item in items if item.get_closest_marker("multiprocess") is not None}
+    items.sort(key=lambda item: item.path not in heavy)  # stable: the collected order within each group

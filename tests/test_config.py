@@ -46,7 +46,13 @@ def test_groups_exist() -> None:
 
 @pytest.mark.parametrize("model", MODELS)
 @pytest.mark.parametrize("data", DATASETS)
-def test_every_model_data_pair_composes_and_validates(model: str, data: str, tmp_path: Path) -> None:
+def test_every_model_data_pair_composes_validates_and_takes_its_familys_size(
+    model: str, data: str, tmp_path: Path
+) -> None:
+    """Every pair composes and validates, and its recipe sizes each model family on its own: Latte's recipes
+    give Latte XL, the U-Net sd and VDM's U-Net its UCF101 size (webvid: its large text-to-video size); one
+    family's size never reaches another; the CPU recipe gives every model its tiny size, Latte its demo size
+    (with patch 4)."""
     stage2 = model in CMD_STAGE2_MODELS
     extra = []
     if stage2:  # CMD's stage 2 needs a stage-1 checkpoint that exists (its contents are read at build time)
@@ -62,6 +68,17 @@ def test_every_model_data_pair_composes_and_validates(model: str, data: str, tmp
     assert node.num_frames == (1 if stage2 else cfg.data.num_frames)
     assert node.input_size * cfg.autoencoder.downsample == cfg.data.resolution
     assert node.in_channels == cfg.autoencoder.latent_channels
+    # the family's size
+    if stage2:  # the content DiT is L (cmd_sd: the U-Net's size), the motion DiT B
+        sizes = (cfg.model.content.size, cfg.model.motion.size)
+        content = "tiny" if data == "synthetic" else ("L" if model == "cmd" else "sd")
+        assert sizes == (content, "tiny" if data == "synthetic" else "B")
+    elif data == "synthetic":
+        assert cfg.model.size == ("demo" if model.startswith("latte_") else "tiny")
+        assert not model.startswith("latte_") or cfg.model.patch_size == 4
+    else:
+        vdm = "t2v_large" if data in ("webvid", "msrvtt") else "ucf101"  # msrvtt: the webvid recipe
+        assert cfg.model.size == _family_size(model, latte="XL", unet="sd", vdm=vdm)
 
 
 def test_default_is_the_demo_latte_on_synthetic(tmp_path: Path) -> None:
@@ -160,25 +177,6 @@ def _family_size(
     if model.startswith("latte_"):
         return latte
     return {"vdm_unet3d": vdm, "diffusers_unet3d": diffusers, "cmd_ae": "paper"}.get(model, unet)
-
-
-@pytest.mark.parametrize("model", MODELS)
-@pytest.mark.parametrize("data", DATASETS)
-def test_a_recipe_sizes_each_model_family_on_its_own(model: str, data: str, tmp_path: Path) -> None:
-    """Latte's recipes give Latte XL, the U-Net sd and VDM's U-Net its UCF101 size (webvid: its large
-    text-to-video size); one family's size never reaches another; the CPU recipe gives every model its tiny
-    size, Latte its demo size (with patch 4)."""
-    cfg = compose_config([f"model={model}", f"data={data}"], run_dir=tmp_path)
-    if model in CMD_STAGE2_MODELS:  # the content DiT is L (cmd_sd: the U-Net's size), the motion DiT B
-        sizes = (cfg.model.content.size, cfg.model.motion.size)
-        content = "tiny" if data == "synthetic" else ("L" if model == "cmd" else "sd")
-        assert sizes == (content, "tiny" if data == "synthetic" else "B")
-    elif data == "synthetic":
-        assert cfg.model.size == ("demo" if model.startswith("latte_") else "tiny")
-        assert not model.startswith("latte_") or cfg.model.patch_size == 4
-    else:
-        vdm = "t2v_large" if data in ("webvid", "msrvtt") else "ucf101"  # msrvtt: the webvid recipe
-        assert cfg.model.size == _family_size(model, latte="XL", unet="sd", vdm=vdm)
 
 
 @pytest.mark.parametrize("model", ["latte_v1", "latent_shift"])

@@ -103,6 +103,8 @@ def test_evaluate_a_folder_of_mp4s_against_a_real_folder(trained: dict, tmp_path
             "data=synthetic",
             "data.num_frames=4",
             "data.resolution=16",
+            # the training run's clips: data=<name> here is the data config without the demo recipe's values
+            "data.object_size=[0.45,0.55]",
             "num_real=8",
             f"paths.cache_dir={trained['cache']}",
         ],
