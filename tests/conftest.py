@@ -38,6 +38,9 @@ TINY_RUN = [
     "samples.final_num_videos=2",
 ]
 TINY = TINY_MODEL + TINY_DATA + TINY_RUN
+# a synthetic-metrics classifier trained for 12 steps (seconds, not the default's ~20 s), for the tests whose
+# checks do not depend on its accuracy (tests/metrics/test_synthetic_metrics.py checks the default one)
+QUICK_CLASSIFIER = "+metrics.synthetic_fvd.classifier={steps:12,batch_size:8,eval_clips:16}"
 
 # The cores are shared by the pytest-xdist workers: more torch threads than cores make the OpenMP threads spin
 # against each other (2-3x slower on 2 cores). Each worker takes its share, and so do the subprocesses a test

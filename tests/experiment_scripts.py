@@ -13,7 +13,7 @@ from typing import Any
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from omegaconf import DictConfig, OmegaConf
 
-from tests.conftest import REPO_ROOT
+from tests.conftest import QUICK_CLASSIFIER, REPO_ROOT
 
 # overrides that shrink any tiny-scale sweep to a smoke run: 2 steps at batch 2, an evaluation after each step
 # on 4 generated clips (2 sampler steps) against 16 real ones, with a classifier trained for 12 steps
@@ -31,7 +31,7 @@ QUICK_SWEEP = [
     "evaluation.num_real=16",
     "evaluation.num_fake=4",
     "evaluation.batch_size=4",
-    "+metrics.synthetic_fvd.classifier={steps:12,batch_size:8,eval_clips:16}",
+    QUICK_CLASSIFIER,
 ]
 
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from tests.conftest import TINY, compose_config
+from tests.conftest import QUICK_CLASSIFIER, TINY, compose_config
 from tests.test_cli import run_module
 from vidgen.config.errors import ConfigError
 from vidgen.evaluate import run_evaluation
@@ -19,7 +19,8 @@ from vidgen.metrics.clip_sources import fake_from_folder, sample_files
 from vidgen.sample import sample
 from vidgen.train import train
 
-QUICK = ["num_real=16", "num_fake=8", "batch_size=8"]
+# few clips and the quickly trained classifier of the training run's end-of-training evaluation (its cache)
+QUICK = ["num_real=16", "num_fake=8", "batch_size=8", QUICK_CLASSIFIER]
 
 
 @pytest.fixture(scope="module")
@@ -36,6 +37,7 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
                 "evaluation.at_end=true",
                 "evaluation.num_real=16",
                 "evaluation.num_fake=8",
+                QUICK_CLASSIFIER,
                 f"paths.cache_dir={cache}",
             ],
             run_dir=run_dir,
@@ -106,6 +108,7 @@ def test_evaluate_a_folder_of_mp4s_against_a_real_folder(trained: dict, tmp_path
             # the training run's clips: data=<name> here is the data config without the demo recipe's values
             "data.object_size=[0.45,0.55]",
             "num_real=8",
+            QUICK_CLASSIFIER,
             f"paths.cache_dir={trained['cache']}",
         ],
         run_dir=tmp_path / "e",

@@ -21,7 +21,7 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
-from tests.conftest import REPO_ROOT, TINY, compose_config
+from tests.conftest import QUICK_CLASSIFIER, REPO_ROOT, TINY, compose_config
 from vidgen.config.errors import ConfigError
 from vidgen.config.instantiate import instantiate_node
 from vidgen.config.schema import validate_config
@@ -41,8 +41,7 @@ QUICK_EVALUATION = [
     "evaluation.num_real=16",
     "evaluation.num_fake=8",
     "evaluation.batch_size=4",
-    # a quickly trained synthetic classifier: its quality does not matter here
-    "+metrics.synthetic_fvd.classifier={steps:12,batch_size:8,eval_clips:16}",
+    QUICK_CLASSIFIER,  # its quality does not matter here
 ]
 BASE = [*TINY, "logger=csv", "samples.num_videos=0", "samples.final_num_videos=0", *QUICK_EVALUATION]
 

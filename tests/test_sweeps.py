@@ -24,7 +24,7 @@ from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
 from omegaconf import DictConfig
 
-from tests.conftest import CONFIG_DIR, REPO_ROOT, TINY, compose_config
+from tests.conftest import CONFIG_DIR, QUICK_CLASSIFIER, REPO_ROOT, TINY, compose_config
 from vidgen.config.errors import ConfigError
 from vidgen.config.schema import validate_config
 from vidgen.lit.build import read_checkpoint
@@ -33,7 +33,12 @@ from vidgen.train import objective_value
 # 2 training steps, no sample videos: a trial is mostly process start-up and the evaluation
 QUICK = [*TINY, "samples.num_videos=0", "samples.final_num_videos=0", "trainer.max_steps=2"]
 # end-of-training evaluation on the synthetic metrics, on few clips (the classifier trains in seconds)
-QUICK_EVALUATION = ["evaluation.num_real=16", "evaluation.num_fake=8", "evaluation.batch_size=8"]
+QUICK_EVALUATION = [
+    "evaluation.num_real=16",
+    "evaluation.num_fake=8",
+    "evaluation.batch_size=8",
+    QUICK_CLASSIFIER,
+]
 
 
 def _compose_with_hydra(overrides: list[str]) -> DictConfig:
