@@ -12,10 +12,10 @@ import torch
 from tests.conftest import TINY, compose_config
 from tests.test_cli import run_module
 from vidgen.config.errors import ConfigError
-from vidgen.evaluate import run_evaluation
+from vidgen.lit.checkpoint_sampling import sample
 from vidgen.lit.checkpoints import INVALID_CHECKPOINT, check_checkpoint, read_checkpoint
-from vidgen.sample import sample
-from vidgen.train import train
+from vidgen.lit.training import train
+from vidgen.metrics.evaluation_job import run_evaluation
 
 QUIET = ["samples.final_num_videos=0", "samples.num_videos=0"]
 
@@ -81,7 +81,7 @@ def no_model_build(monkeypatch: pytest.MonkeyPatch) -> None:
     def refuse(*args: object, **kwargs: object) -> None:
         raise AssertionError("a model was built before the checkpoint was checked")
 
-    monkeypatch.setattr("vidgen.train.build_module", refuse)
+    monkeypatch.setattr("vidgen.lit.training.build_module", refuse)
     monkeypatch.setattr("vidgen.lit.build.build_module", refuse)
 
 

@@ -18,9 +18,9 @@ from vidgen.config.errors import ConfigError
 from vidgen.config.schema import validate_config
 from vidgen.io.video import read_video
 from vidgen.lit.build import build_module, load_module_from_checkpoint, read_checkpoint
+from vidgen.lit.checkpoint_sampling import sample
 from vidgen.lit.seeding import step_generator
-from vidgen.sample import sample
-from vidgen.train import train
+from vidgen.lit.training import train
 
 STAGE1 = ["model=cmd_ae", *TINY_DATA, *TINY_RUN, "logger=csv"]
 STAGE2_CONDITION = ["conditioner=class", "conditioner.num_classes=21", "guidance_scale=2.0"]

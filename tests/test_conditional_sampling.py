@@ -15,9 +15,9 @@ from vidgen.config.errors import ConfigError
 from vidgen.diffusion import VDMDiffusion, make_downsampler
 from vidgen.io.video import read_video, write_mp4
 from vidgen.lit.build import build_module, load_module_from_checkpoint
+from vidgen.lit.checkpoint_sampling import sample
 from vidgen.lit.conditional_sampling import condition_on_frames, extend_videos, super_resolve
-from vidgen.sample import sample
-from vidgen.train import train
+from vidgen.lit.training import train
 
 #: 2 training steps, no validation samples: a checkpoint in a few seconds
 QUICK = [

@@ -37,7 +37,7 @@ from tests.aligned_training import (
 from tests.conftest import REPO_ROOT, TINY, compose_config
 from vidgen.lit.build import read_checkpoint
 from vidgen.lit.parallel import SpawnDDPStrategy
-from vidgen.train import train
+from vidgen.lit.training import train
 
 pytestmark = pytest.mark.multiprocess  # each spawned run starts two fresh Python processes (~10 s on 2 cores)
 

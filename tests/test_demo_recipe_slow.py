@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import compose_config
-from vidgen.train import train
+from vidgen.lit.training import train
 
 
 @pytest.mark.slow

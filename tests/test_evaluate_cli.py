@@ -12,12 +12,12 @@ import torch
 from tests.conftest import QUICK_CLASSIFIER, TINY, compose_config
 from tests.test_cli import run_module
 from vidgen.config.errors import ConfigError
-from vidgen.evaluate import run_evaluation
 from vidgen.io.samples import write_samples
 from vidgen.io.video import video_to_uint8
+from vidgen.lit.checkpoint_sampling import sample
+from vidgen.lit.training import train
 from vidgen.metrics.clip_sources import fake_from_folder, sample_files
-from vidgen.sample import sample
-from vidgen.train import train
+from vidgen.metrics.evaluation_job import run_evaluation
 
 # few clips and the quickly trained classifier of the training run's end-of-training evaluation (its cache)
 QUICK = ["num_real=16", "num_fake=8", "batch_size=8", QUICK_CLASSIFIER]

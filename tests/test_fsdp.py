@@ -28,7 +28,7 @@ from tests.conftest import TINY, compose_config
 from tests.fsdp_shards import local_numel
 from vidgen.lit.build import load_module_from_checkpoint, read_checkpoint
 from vidgen.lit.parallel import FSDP2Strategy, full_state_dict, is_sharded
-from vidgen.train import train
+from vidgen.lit.training import train
 
 pytestmark = pytest.mark.multiprocess  # each run starts two fresh Python processes (~10 s on 2 cores)
 

@@ -188,7 +188,7 @@ def _train_losses(run_dir: Path) -> dict[int, float]:
 
 @pytest.mark.slow
 def test_precompute_then_train_from_the_cache_resumes_exactly(vae: Path, tmp_path: Path) -> None:
-    from vidgen.train import train
+    from vidgen.lit.training import train
 
     cache = tmp_path / "cache"
     written = precompute(

@@ -45,7 +45,7 @@ def _overrides(vae: Path, *extra: str) -> list[str]:
 
 
 def _train(overrides: list[str], run_dir: Path, ranks: Path) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-    from vidgen.train import train
+    from vidgen.lit.training import train
 
     cfg = compose_config([*overrides, *recorder_overrides(RECORDER, ranks)], run_dir=run_dir)
     summary = train(cfg)

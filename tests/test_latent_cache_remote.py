@@ -173,7 +173,7 @@ def test_a_local_scheme_cache_streams_every_clip(
 def test_training_from_a_local_scheme_cache_gives_the_folders_losses(
     written_cache: Path, tmp_path: Path, chunk_cache: Path
 ) -> None:
-    from vidgen.train import train
+    from vidgen.lit.training import train
 
     runs = {}
     for name, where in (("folder", str(written_cache)), ("local", f"local:{written_cache}")):

@@ -28,11 +28,11 @@ from vidgen.config.instantiate import instantiate_node
 from vidgen.diffusion import build_diffusion
 from vidgen.io.video import read_image, read_video
 from vidgen.lit.build import build_module
+from vidgen.lit.checkpoint_sampling import sample
 from vidgen.lit.module import VideoDiffusionModule
 from vidgen.lit.sampling import check_frame_count
+from vidgen.lit.training import train
 from vidgen.models.latent_unet import LatentUNet
-from vidgen.sample import sample
-from vidgen.train import train
 
 CAPTIONS = ["a red square moving left", "a blue circle moving up"]
 #: the tiny Latent-Shift: 4-frame 16x16 clips, Stable Diffusion's schedule and eps prediction (the paper's)

@@ -5,6 +5,8 @@ and the conditioners do not reach into model files (at the top of a file or insi
 from __future__ import annotations
 
 import ast
+import subprocess
+import sys
 from pathlib import Path
 
 from tests.conftest import REPO_ROOT
@@ -127,3 +129,17 @@ def test_no_module_imports_a_command_line_module() -> None:
     assert offenders == [], (
         "CLI modules are entry points; move what is shared into the library:\n" + "\n".join(offenders)
     )
+
+
+def test_the_command_line_modules_load_neither_torch_nor_lightning() -> None:
+    """Importing a CLI module (what ``python -m vidgen.<cli> --help`` or ``--cfg job`` does before Hydra
+    answers) loads no torch, Lightning or model library: those take ~9 s on two cores and load only once a
+    config is to be run."""
+    heavy = ("torch", "lightning", "torchmetrics", "torchvision", "diffusers", "open_clip", "timm")
+    code = (
+        f"import sys, {', '.join(sorted(CLI_MODULES | {'vidgen.precompute'}))}\n"
+        f"print(sorted(name for name in {heavy!r} if name in sys.modules))"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip() == "[]"

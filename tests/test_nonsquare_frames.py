@@ -19,10 +19,10 @@ from vidgen.config.instantiate import instantiate_node
 from vidgen.config.schema import validate_config
 from vidgen.data.video_folder import resize_center_crop
 from vidgen.io.video import read_video, write_mp4
+from vidgen.lit.checkpoint_sampling import sample
+from vidgen.lit.training import train
 from vidgen.models.latte import Latte
 from vidgen.nn import sincos_2d_table
-from vidgen.sample import sample
-from vidgen.train import train
 
 
 @pytest.mark.parametrize(

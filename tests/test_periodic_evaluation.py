@@ -33,9 +33,9 @@ from vidgen.lit.periodic_evaluation import (
     append_history,
     read_history,
 )
+from vidgen.lit.training import train
 from vidgen.metrics.evaluation import build_metrics, evaluate_model
 from vidgen.metrics.weights import MissingWeightsError
-from vidgen.train import train
 
 QUICK_EVALUATION = [
     "evaluation.num_real=16",

@@ -10,7 +10,7 @@ from pathlib import Path
 from vidgen.lit.callbacks import InterruptCheckpoint, interrupted_exit_code
 from vidgen.lit.checkpoints import resolve_ckpt_path
 from vidgen.lit.fit_results import read_fit_results
-from vidgen.train import resume_command
+from vidgen.lit.training import resume_command
 
 
 def test_the_command_keeps_the_overrides_and_continues_in_the_run_directory(tmp_path: Path) -> None:

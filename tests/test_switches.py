@@ -33,7 +33,7 @@ from tests.conftest import TINY, compose_config
 from vidgen.lit.build import build_module, load_module_from_checkpoint, read_checkpoint
 from vidgen.lit.module import VideoDiffusionModule
 from vidgen.lit.seeding import step_generator
-from vidgen.train import train
+from vidgen.lit.training import train
 
 STEPS = 6
 RUN = [

@@ -259,7 +259,7 @@ def test_text_config_composes_and_builds_from_local_files(tiny_clip, tmp_path):
 
 def test_train_end_to_end_with_text(tiny_clip, tmp_path):
     from vidgen.lit.build import load_module_from_checkpoint
-    from vidgen.train import train
+    from vidgen.lit.training import train
 
     checkpoint, config = tiny_clip
     overrides = [

@@ -12,9 +12,9 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 from tests.conftest import TINY, compose_config
 from vidgen.io.video import read_video
 from vidgen.lit.build import load_module_from_checkpoint, read_checkpoint
+from vidgen.lit.checkpoint_sampling import sample
 from vidgen.lit.checkpoints import resolve_ckpt_path
-from vidgen.sample import sample
-from vidgen.train import train
+from vidgen.lit.training import train
 
 
 def _train_losses(run_dir: Path) -> dict[int, float]:

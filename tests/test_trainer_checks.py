@@ -11,7 +11,7 @@ from omegaconf import OmegaConf
 from tests.conftest import CONFIG_DIR, TINY, compose_config
 from vidgen.config.errors import ConfigError
 from vidgen.config.trainer import check_devices, check_trainer
-from vidgen.train import train
+from vidgen.lit.training import train
 
 # (key, value as Hydra parses it from the command line)
 BAD_VALUES: list[tuple[str, Any]] = [

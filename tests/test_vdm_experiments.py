@@ -123,7 +123,7 @@ def test_extension_script_scores_every_arm(tmp_path: Path) -> None:
     tested in tests/test_conditional_sampling.py)."""
     from tests.conftest import TINY_DATA, TINY_RUN
     from vidgen.io.video import read_video
-    from vidgen.train import train
+    from vidgen.lit.training import train
 
     quick = [
         *TINY_DATA,

@@ -16,9 +16,9 @@ from tests.conftest import CONFIG_DIR, TINY_DATA, TINY_RUN, compose_config
 from vidgen.config.instantiate import instantiate_node
 from vidgen.io.video import read_video
 from vidgen.lit.build import build_module, read_checkpoint
+from vidgen.lit.checkpoint_sampling import sample
 from vidgen.lit.seeding import step_generator
-from vidgen.sample import sample
-from vidgen.train import train
+from vidgen.lit.training import train
 
 VDM = ["model=vdm_unet3d", *TINY_DATA, *TINY_RUN, "logger=csv"]
 

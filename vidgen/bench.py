@@ -37,11 +37,7 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
 import vidgen  # noqa: F401  (registers config resolvers)
-from vidgen.benchmark.compare import compose_compared_configs, format_comparison, run_comparison
-from vidgen.benchmark.measure import format_table, run_bench
-from vidgen.benchmark.peers import format_peers, run_peers
 from vidgen.config.errors import ConfigError
-from vidgen.data.num_classes import fill_num_classes
 from vidgen.runtime import CONFIG_DIR
 
 
@@ -57,6 +53,12 @@ def measure(
     Raises:
         ConfigError: a bad value, naming its key.
     """
+    # torch and Lightning load here, not for --help
+    from vidgen.benchmark.compare import compose_compared_configs, format_comparison, run_comparison
+    from vidgen.benchmark.measure import format_table, run_bench
+    from vidgen.benchmark.peers import format_peers, run_peers
+    from vidgen.data.num_classes import fill_num_classes
+
     fill_num_classes(cfg)
     names = [str(name) for name in cfg.bench.get("compare") or []]
     if cfg.bench.get("peers"):

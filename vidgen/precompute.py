@@ -20,13 +20,14 @@ from omegaconf import DictConfig
 
 import vidgen  # noqa: F401  (registers config resolvers)
 from vidgen.config.errors import ConfigError
-from vidgen.data.latent_cache import precompute
 from vidgen.runtime import CONFIG_DIR
 
 
 @hydra.main(config_path=CONFIG_DIR, config_name="precompute", version_base="1.3")
 def main(cfg: DictConfig) -> None:
     """Hydra entry: write (or finish) the cache and print its metadata as JSON."""
+    from vidgen.data.latent_cache import precompute  # torch loads here, not for --help
+
     try:
         metadata = precompute(cfg)
     except ConfigError as error:

@@ -9,10 +9,12 @@ to it take effect at once.
 from __future__ import annotations
 
 from pathlib import Path
-
-import torch
+from typing import TYPE_CHECKING
 
 from vidgen.config.errors import ConfigError
+
+if TYPE_CHECKING:
+    import torch
 
 __all__ = ["CONFIG_DIR", "find_config_dir", "pick_device"]
 
@@ -38,6 +40,8 @@ def pick_device(name: str) -> torch.device:
     Raises:
         ConfigError: ``device`` when ``cuda`` is requested and no GPU is available.
     """
+    import torch  # here, not at the top: the CLIs import this module before Hydra's --help
+
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if name == "cuda" and not torch.cuda.is_available():

@@ -71,7 +71,7 @@ def test_a_text_model_trains_on_ucf101_from_its_class_names(
 
     from tests.data.test_real_layouts import CPU_RUN
     from tests.tiny_open_clip import NAME, TEXT_WIDTH, forbid_open_clip_downloads, save_tiny_open_clip
-    from vidgen.train import train
+    from vidgen.lit.training import train
 
     forbid_open_clip_downloads(monkeypatch)
     (tmp_path / "clip").mkdir()

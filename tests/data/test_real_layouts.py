@@ -111,7 +111,7 @@ def test_a_bad_short_videos_value_names_the_key(tmp_path: Path) -> None:
 @pytest.mark.slow
 @pytest.mark.parametrize("data", sorted(LAYOUTS))
 def test_every_data_config_trains_two_steps_on_its_real_layout(data: str, tmp_path: Path) -> None:
-    from vidgen.train import train
+    from vidgen.lit.training import train
 
     layout: Layout = LAYOUTS[data](tmp_path / "data")
     run_dir = tmp_path / "run"

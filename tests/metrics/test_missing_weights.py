@@ -9,8 +9,8 @@ import pytest
 import torch
 
 from tests.conftest import compose_config
-from vidgen.evaluate import run_evaluation
 from vidgen.metrics.evaluation import build_metrics
+from vidgen.metrics.evaluation_job import run_evaluation
 from vidgen.metrics.evaluator import check_required_files
 from vidgen.metrics.fvd import STYLEGAN_V_I3D_SIZE
 from vidgen.metrics.weights import WEIGHTS_ENV, MissingWeightsError, WeightFile, check_weight_files

@@ -244,8 +244,8 @@ def test_ema_twin_equals_the_initialised_denoiser(tmp_path):
 
 
 def test_train_applies_the_init_and_writes_the_report(tmp_path):
+    from vidgen.lit.training import train
     from vidgen.models.pretrained import apply_pretrained
-    from vidgen.train import train
 
     dit = _tiny_dit_for_train(tmp_path)
     overrides = [
@@ -271,7 +271,7 @@ def test_train_applies_the_init_and_writes_the_report(tmp_path):
 
 
 def test_config_node_is_validated_and_a_missing_file_names_the_key(tmp_path):
-    from vidgen.train import train
+    from vidgen.lit.training import train
 
     cfg = compose_config(["pretrained.kind=imagenet"], run_dir=tmp_path / "a")
     with pytest.raises(ConfigError) as info:

@@ -266,7 +266,7 @@ def check_compare(cfg: DictConfig) -> None:
 
 
 def run_arm(cfg: DictConfig, train: Callable[[DictConfig], dict[str, Any]]) -> dict[str, Any]:
-    """Train the arm of ``cfg`` (module docstring) with ``train`` (``vidgen.train.train``); returns the
+    """Train the arm of ``cfg`` (module docstring) with ``train`` (:func:`vidgen.lit.training.train`); returns the
     summary of its own stage plus ``costs``. An interrupted stage returns its summary at once (its
     ``exit_code`` says so; the same command resumes: finished stages are skipped)."""
     check_compare(cfg)
