@@ -1,8 +1,9 @@
 """Sharded data parallelism (FSDP2) through Lightning, the spawn flavour of DDP, and the helpers the module
 uses to apply them.
 
-:class:`SpawnDDPStrategy` is Lightning's ``ddp_spawn`` whose workers destroy their process group before they
-exit (``trainer=ddp_spawn``); see :class:`_CleanExitSpawnLauncher`.
+:class:`SpawnDDPStrategy` is Lightning's ``ddp_spawn`` whose workers destroy their process group and exit
+without the interpreter's shutdown once their work is done (``trainer=ddp_spawn``); see
+:class:`_CleanExitSpawnLauncher`.
 
 :class:`FSDP2Strategy` is Lightning's :class:`~lightning.pytorch.strategies.ModelParallelStrategy` with a
 pure data-parallel device mesh (every rank is one shard of one data-parallel group, no tensor parallelism)
@@ -23,6 +24,7 @@ denoiser, so its update is a purely local ``lerp`` on matching shards.
 from __future__ import annotations
 
 import os
+import sys
 import tempfile
 from typing import Any, Literal
 
@@ -96,18 +98,28 @@ def full_state_dict(module: nn.Module) -> dict[str, torch.Tensor]:
 
 
 class _CleanExitSpawnLauncher(_MultiProcessingLauncher):
-    """Lightning's spawn launcher, but each worker destroys its process group before it exits.
+    """Lightning's spawn launcher, but each worker destroys its process group and then leaves without the
+    interpreter's shutdown.
 
-    Left to the interpreter's shutdown, gloo's worker threads release tensors they still reference after
-    Python is gone, and a worker now and then dies with SIGABRT ("terminate called without an active
-    exception") after a successful fit, which fails the whole fit in the launching process. A barrier after
-    the last collective did not prevent it; destroying the group while the interpreter is whole does.
+    Left to that shutdown, gloo's worker threads release tensors they still reference after Python is gone,
+    and a worker now and then dies with SIGABRT ("terminate called without an active exception": a C++ thread
+    that asks for the GIL during finalization) after a successful fit, which fails the whole fit in the
+    launching process. A barrier after the last collective did not prevent it. Destroying the group while the
+    interpreter is whole made it rare but not gone (seen once in five full CI suites on 2026-12-07, in an FSDP
+    resume): the group's C++ object lives on while the device mesh, the wrapped module or the strategy still
+    refer to it, and those die only in the shutdown. So the worker ends with ``os._exit`` once its work is
+    done: the results already went to the launching process through the synchronous ``SimpleQueue``, the
+    loggers were finalized at the end of fit, and the standard streams are flushed first. A worker that
+    raises still exits through torch's error path (the exception reaches the launching process).
     """
 
     def _wrapping_function(self, process_idx: int, *args: Any, **kwargs: Any) -> None:
         super()._wrapping_function(process_idx, *args, **kwargs)
         if torch.distributed.is_available() and torch.distributed.is_initialized():
             torch.distributed.destroy_process_group()
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(0)
 
 
 class SpawnDDPStrategy(DDPStrategy):
