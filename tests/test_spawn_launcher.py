@@ -1,8 +1,10 @@
 """The spawn launchers' clean worker exit (vidgen.lit.parallel), checked in this process: the worker body
-runs the fit function, hands its result back, and destroys the process group before the worker exits."""
+runs the fit function, hands its result back, destroys the process group, then ends the process with
+``os._exit(0)`` (stubbed here: it would end pytest's worker)."""
 
 from __future__ import annotations
 
+import os
 import queue
 from pathlib import Path
 
@@ -42,6 +44,9 @@ def test_worker_destroys_its_process_group_after_the_fit(
         dist.barrier()  # a collective in the worker, like the fit's
         return "results"
 
+    exits: list[tuple[int, bool]] = []
+    monkeypatch.setattr(os, "_exit", lambda code: exits.append((code, dist.is_initialized())))
+
     _one_rank_group(tmp_path)
     try:
         returned: queue.Queue = queue.Queue()
@@ -49,6 +54,7 @@ def test_worker_destroys_its_process_group_after_the_fit(
         assert seen == [True]
         assert returned.get_nowait() == "results"  # rank 0 handed the fit's result back first
         assert not dist.is_initialized()
+        assert exits == [(0, False)]  # one exit, status 0, after the group was destroyed
     finally:
         if dist.is_initialized():
             dist.destroy_process_group()
