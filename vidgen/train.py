@@ -25,7 +25,8 @@ def main(cfg: DictConfig) -> float | None:
     """Hydra entry: train; return the sweeper's objective (:func:`objective_value`) on rank 0.
 
     Exit status: 0 done; 2 a config error; 130 (Ctrl-C) or 143 (SIGTERM) stopped by the signal after writing
-    the checkpoint that resumes it (:func:`vidgen.lit.callbacks.interrupted_exit_code`); 1 any other failure (a crash).
+    the checkpoint that resumes it (:func:`vidgen.lit.callbacks.interrupted_exit_code`); 1 any other failure
+    (a crash).
     """
     from vidgen.lit.compare_arm import run_arm  # torch and Lightning load here, not for --help
     from vidgen.lit.training import train
