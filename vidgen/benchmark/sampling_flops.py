@@ -56,6 +56,7 @@ from vidgen.conditioning.conditioners import build_conditioner
 from vidgen.config.errors import ConfigError
 from vidgen.diffusion import build_sampler
 from vidgen.lit.module import VideoDiffusionModule
+from vidgen.lit.sampling_precision import split_sampling_precision
 
 __all__ = [
     "CONVENTION",
@@ -136,7 +137,7 @@ def count_model_calls(
         calls[0] += 1
         return torch.zeros((x.shape[0], out_channels, *x.shape[2:]), dtype=x.dtype)
 
-    sampler = build_sampler(diffusion, **sampler_cfg)
+    sampler = build_sampler(diffusion, **split_sampling_precision(sampler_cfg)[1])
     noise = torch.zeros((1, *shape))
     sampler.sample(stand_in, noise.shape, noise=noise, generator=torch.Generator().manual_seed(0))
     return calls[0]

@@ -170,9 +170,12 @@ class SamplerSchema:
     gamma: float = 0.0
     langevin_steps_per_step: int = 0
     langevin_delta: float = 0.1
+    # the denoiser's precision while sampling: 32-true | bf16-mixed (bf16 autocast; vidgen/lit/sampling_precision.py)
+    precision: str = "32-true"
 
     def __post_init__(self) -> None:
         _one_of(self.name, ("ddpm", "ddim", "dpmsolver", "vdm_ancestral"), "name")
+        _one_of(self.precision, ("32-true", "bf16-mixed"), "precision")
         _require(self.steps >= 1, "steps", f"must be >= 1, got {self.steps}")
         _require(self.eta >= 0, "eta", "must be >= 0")
         _require(self.order in (1, 2), "order", "must be 1 or 2")

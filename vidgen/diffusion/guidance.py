@@ -35,19 +35,20 @@ def guided_model_fn(
 
     Returns:
         ``model_fn(x, t) -> out`` with ``x`` ``(B, C, ...)``, ``t`` ``(B,)`` and ``out`` shaped like the
-        denoiser's output.
+        denoiser's output, in ``x``'s dtype (a denoiser under bf16 autocast returns bf16: the guidance and the
+        sampler's arithmetic stay in the sample's precision).
     """
     if scale == 1:
 
         def conditional(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-            return denoiser_fn(x, t, cond)
+            return denoiser_fn(x, t, cond).to(x.dtype)
 
         return conditional
 
     both = cond.cat(null_cond)
 
     def guided(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-        out = denoiser_fn(torch.cat([x, x], dim=0), torch.cat([t, t], dim=0), both)
+        out = denoiser_fn(torch.cat([x, x], dim=0), torch.cat([t, t], dim=0), both).to(x.dtype)
         cond_out, uncond_out = out.chunk(2, dim=0)
         channels = x.shape[1] if learn_sigma else out.shape[1]
         cond_pred, uncond_pred = cond_out[:, :channels], uncond_out[:, :channels]

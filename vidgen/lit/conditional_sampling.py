@@ -49,6 +49,7 @@ from vidgen.diffusion import (
 )
 from vidgen.io.video import VideoReadError, read_video
 from vidgen.lit.module import VideoDiffusionModule
+from vidgen.lit.sampling_precision import sampling_autocast, split_sampling_precision
 
 __all__ = [
     "METHODS",
@@ -307,9 +308,10 @@ def read_condition_video(
 
 def guided_sampler(module: VideoDiffusionModule, sampler_cfg: dict[str, Any]) -> LevelSampler:
     """The module's diffusion sampled by :func:`~vidgen.diffusion.build_guided_sampler` with ``sampler_cfg``
-    (``ddpm`` is the ancestral step with the posterior variance: a learned variance is not used)."""
+    (``ddpm`` is the ancestral step with the posterior variance: a learned variance is not used; the sampler's
+    ``precision`` applies in :func:`run_request`)."""
     module.diffusion.to(module.device)
-    return build_guided_sampler(module.diffusion, **sampler_cfg)
+    return build_guided_sampler(module.diffusion, **split_sampling_precision(sampler_cfg)[1])
 
 
 @contextmanager
@@ -590,6 +592,20 @@ def run_request(
         ConfigError: ``condition_video`` / ``superres.video`` unreadable, too short, or (super-resolution)
             not smaller than the model's frames.
     """
+    precision, sampler_cfg = split_sampling_precision(sampler_cfg)
+    with sampling_autocast(precision, module.device):
+        return _run_checked_request(request, module, num_videos, sampler_cfg, nan_to_num, sampling)
+
+
+def _run_checked_request(
+    request: Request,
+    module: VideoDiffusionModule,
+    num_videos: int,
+    sampler_cfg: dict[str, Any],
+    nan_to_num: bool,
+    sampling: dict[str, Any],
+) -> torch.Tensor:
+    """The body of :func:`run_request`, under the sampler's precision."""
     common = {"sampler_cfg": sampler_cfg, "nan_to_num": nan_to_num, **sampling}
     channels, clip, resolution, _ = (int(s) for s in module.video_shape)
     if isinstance(request, ExtendRequest):

@@ -19,6 +19,7 @@ from vidgen.conditioning import Cond, Conditioner
 from vidgen.diffusion import Diffusion, ModelFn, build_sampler, guided_model_fn
 from vidgen.lit.ema import ema_decay_at, ema_update, make_ema_copy
 from vidgen.lit.lr_schedule import fit_length, with_lr_schedule
+from vidgen.lit.sampling_precision import sampling_autocast, split_sampling_precision
 from vidgen.lit.seeding import step_generator
 
 # random streams of one training step
@@ -259,12 +260,13 @@ class VideoDiffusionModule(L.LightningModule):
             labels: ``(N,)`` class labels for class-conditional models (default: classes cycled).
             captions: ``N`` captions for text-conditional models.
             guidance_scale: classifier-free guidance scale (default: the module's).
-            sampler: sampler config overriding the module's (``name``, ``steps``, ...).
+            sampler: sampler config overriding the module's (``name``, ``steps``, ``precision``, ...).
             batch_size: videos per sampling batch (default: all at once).
         """
         scale = self.checked_guidance_scale(guidance_scale)
         self.diffusion.to(self.device)
-        samplers = self.build_samplers(dict(sampler or self.sampler_cfg))
+        precision, sampler_cfg = split_sampling_precision(dict(sampler or self.sampler_cfg))
+        samplers = self.build_samplers(sampler_cfg)
         denoiser = self.sampling_denoiser
         was_training = denoiser.training
         denoiser.eval()
@@ -274,11 +276,12 @@ class VideoDiffusionModule(L.LightningModule):
         )
         batch_size = batch_size or num_videos
         videos = []
-        for start in range(0, num_videos, batch_size):
-            index = slice(start, min(start + batch_size, num_videos))
-            cond: Cond = cond_all.select(index)
-            n = index.stop - index.start
-            videos.append(self.generate_batch(denoiser, cond, n, scale, samplers, generator, progress))
+        with sampling_autocast(precision, self.device):
+            for start in range(0, num_videos, batch_size):
+                index = slice(start, min(start + batch_size, num_videos))
+                cond: Cond = cond_all.select(index)
+                n = index.stop - index.start
+                videos.append(self.generate_batch(denoiser, cond, n, scale, samplers, generator, progress))
         denoiser.train(was_training)
         return torch.cat(videos, dim=0)
 
