@@ -19,11 +19,14 @@ CONFIG_DIR = str(REPO_ROOT / "conf")
 TINY_MODEL = ["model.size=tiny", "model.depth=2", "model.hidden_size=32", "model.num_heads=2"]
 TINY_DATA = ["data.num_frames=4", "data.resolution=16", "data.batch_size=4", "data.val_clips=8"]
 TINY_RUN = [
-    # fp32 on every machine (the demo recipe trains in bf16-mixed where the CPU has bf16 products), and the
-    # unweighted loss (the demo recipe's Min-SNR weighting makes the loss of a batch noisier, and tests compare
-    # loss values across runs within a tolerance)
+    # fp32 on every machine (the demo recipe trains and samples in bf16-mixed where the CPU has bf16
+    # products), and the unweighted loss (the demo recipe's Min-SNR weighting makes the loss of a batch
+    # noisier, and tests compare loss values across runs within a tolerance)
     "trainer.precision=32-true",
+    "sampler.precision=32-true",
     "++recipe_diffusion.min_snr_gamma=null",
+    # a fixed step count (the demo recipe trains to a wall-clock budget)
+    "trainer.max_time=null",
     "trainer.max_steps=6",
     "trainer.val_check_interval=3",
     "trainer.limit_val_batches=1",

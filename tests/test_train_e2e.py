@@ -54,6 +54,22 @@ def test_train_checkpoint_sample_and_tensorboard(tmp_path: Path) -> None:
     assert any(k.startswith("ema_denoiser.") for k in checkpoint["state_dict"])
 
 
+def test_a_wall_clock_budget_stops_the_fit_and_the_final_outputs_follow(tmp_path: Path, capsys) -> None:
+    """``trainer.max_time`` (the demo recipe's budget): the fit stops after the first step past the budget,
+    not as an interruption, and the last checkpoint and the final samples are those of that step."""
+    run_dir = tmp_path / "run"
+    budget = [
+        "trainer.max_time=00:00:00:02",
+        "trainer.max_steps=100000",
+        "~callbacks.model_checkpoint",  # no periodic save (which may fall on the last step) to fall back on
+    ]
+    summary = train(compose_config([*TINY, *budget], run_dir=run_dir))
+    assert 6 < summary["global_step"] < 100000 and not summary["interrupted"]
+    assert "as many steps as fit in 00:00:00:02 (100000 steps at most)" in capsys.readouterr().out
+    assert read_checkpoint(run_dir / "checkpoints" / "last.ckpt")["global_step"] == summary["global_step"]
+    assert len(list((run_dir / "samples" / "final").glob("sample_*.mp4"))) == 2
+
+
 def test_resume_continues_the_same_loss_curve_exactly(tmp_path: Path) -> None:
     overrides = [*TINY, "logger=csv", "trainer.val_check_interval=2", "samples.num_videos=0"]
     straight = tmp_path / "straight"

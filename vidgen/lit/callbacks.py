@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 import lightning as L
+from lightning.pytorch.callbacks import Timer
 from lightning.pytorch.utilities import rank_zero_info
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
@@ -237,17 +238,41 @@ def forward_stop_signals(trainer: L.Trainer) -> Iterator[ReceivedSignal]:
 
 
 class FinalStepCheckpoint(L.Callback):
-    """Write ``<dirpath>/last.ckpt`` after the last training step (``trainer.max_steps``).
+    """Write ``<dirpath>/last.ckpt`` after the last training step: the step of ``trainer.max_steps``, or the
+    step that ran out of a wall-clock budget (``trainer.max_time``, e.g. the demo recipe's).
 
     ModelCheckpoint saves only every N steps; this makes ``last.ckpt`` the final state whatever the cadence.
     It saves from inside the training loop, where Lightning still records the data loader's position, so a
-    run resumed from it continues with exactly the batches an uninterrupted run would see.
+    run resumed from it continues with exactly the batches an uninterrupted run would see. Lightning's
+    :class:`~lightning.pytorch.callbacks.Timer` may stop the fit after this callback's check of the same step
+    (the two read the clock one after the other): then the step is saved when training ends.
     """
 
     def __init__(self, dirpath: str | Path, filename: str = "last") -> None:
         self.dirpath = Path(dirpath)
         self.filename = filename
+        self._saved_step = -1
 
     def on_train_batch_end(self, trainer: L.Trainer, *args: Any, **kwargs: Any) -> None:
-        if 0 < trainer.max_steps <= trainer.global_step and not trainer.fast_dev_run:
-            trainer.save_checkpoint(str(self.dirpath / f"{self.filename}.ckpt"))
+        if trainer.fast_dev_run:
+            return
+        if 0 < trainer.max_steps <= trainer.global_step or _out_of_time(trainer):
+            self._save(trainer)
+
+    def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if not trainer.fast_dev_run and _out_of_time(trainer) and trainer.global_step != self._saved_step:
+            self._save(trainer)
+
+    def _save(self, trainer: L.Trainer) -> None:
+        trainer.save_checkpoint(str(self.dirpath / f"{self.filename}.ckpt"))
+        self._saved_step = trainer.global_step
+
+
+def _out_of_time(trainer: L.Trainer) -> bool:
+    """Whether the fit's wall-clock budget (the :class:`~lightning.pytorch.callbacks.Timer` that
+    ``trainer.max_time`` adds) is spent."""
+    for callback in trainer.callbacks:
+        if isinstance(callback, Timer):
+            remaining = callback.time_remaining()
+            return remaining is not None and remaining <= 0
+    return False

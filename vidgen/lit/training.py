@@ -58,7 +58,8 @@ def train(cfg: DictConfig) -> dict[str, Any]:
 
     print(
         f"vidgen: {cfg.model._target_.rsplit('.', 1)[-1]} ({module.num_denoiser_params() / 1e6:.2f}M trainable "
-        f"params) on {cfg.data.name}, {trainer.max_steps} steps; run directory {run_dir}"
+        f"params) on {cfg.data.name}, {training_length(trainer.max_steps, cfg.trainer.get('max_time'))}; "
+        f"run directory {run_dir}"
     )
     if ckpt_path is not None:
         print(f"Resuming from {ckpt_path}")
@@ -71,6 +72,16 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         return _finish_run(
             trainer, module, datamodule, callbacks, cfg, run_dir, resolved, seconds, received.signum
         )
+
+
+def training_length(max_steps: int, max_time: Any) -> str:
+    """How long the fit runs, for the start-up line: ``2000 steps``, or under a wall-clock budget
+    (``trainer.max_time``, e.g. the demo recipe's) ``as many steps as fit in 00:00:05:15 (20000 steps at
+    most)``."""
+    steps = "no step limit" if max_steps == -1 else f"{max_steps} steps"
+    if max_time is None:
+        return steps
+    return f"as many steps as fit in {max_time} ({steps} at most)" if max_steps != -1 else f"{max_time}"
 
 
 def _finish_run(
