@@ -106,6 +106,20 @@ def test_spawn_trains_on_two_processes_with_identical_ranks_and_outputs_once(spa
     assert sorted(p.name for p in (run_dir / "samples").glob("step_*")) == ["step_0000003", "step_0000006"]
 
 
+def test_a_wall_clock_budget_under_ddp_spawn_ends_both_ranks_on_one_saved_step(tmp_path: Path) -> None:
+    """The demo recipe's ``trainer.max_time`` with two processes: both ranks stop after the same step, and
+    ``last.ckpt`` (written by the collective ``save_checkpoint`` on that step, rank 0's clock deciding for
+    both) holds it."""
+    run_dir = tmp_path / "run"
+    budget = ["trainer.max_time=00:00:00:04", "trainer.max_steps=100000", "~callbacks.model_checkpoint"]
+    cfg = compose_config([*TINY, *SPAWN, *budget, *_recorder(tmp_path / "ranks")], run_dir=run_dir)
+    summary = train(cfg)
+    steps = summary["global_step"]
+    assert 6 < steps < 100000 and not summary["interrupted"]
+    assert [r["global_step"] for r in _records(tmp_path / "ranks", 2)] == [steps, steps]
+    assert read_checkpoint(run_dir / "checkpoints" / "last.ckpt")["global_step"] == steps
+
+
 def test_spawn_ranks_read_disjoint_shards_of_the_single_process_batches(
     spawn_run: dict, tmp_path: Path
 ) -> None:

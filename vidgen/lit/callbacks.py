@@ -270,9 +270,10 @@ class FinalStepCheckpoint(L.Callback):
 
 def _out_of_time(trainer: L.Trainer) -> bool:
     """Whether the fit's wall-clock budget (the :class:`~lightning.pytorch.callbacks.Timer` that
-    ``trainer.max_time`` adds) is spent."""
+    ``trainer.max_time`` adds) is spent: rank 0's clock decides for every rank (as in the Timer), so that all
+    of them call the collective ``save_checkpoint`` on the same step."""
     for callback in trainer.callbacks:
         if isinstance(callback, Timer):
             remaining = callback.time_remaining()
-            return remaining is not None and remaining <= 0
+            return bool(trainer.strategy.broadcast(remaining is not None and remaining <= 0))
     return False
