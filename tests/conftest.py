@@ -25,8 +25,10 @@ TINY_RUN = [
     "trainer.precision=32-true",
     "sampler.precision=32-true",
     "++recipe_diffusion.min_snr_gamma=null",
-    # a fixed step count (the demo recipe trains to a wall-clock budget)
+    # a fixed step count and a constant rate (the demo recipe trains to a wall-clock budget, decaying the
+    # rate over it)
     "trainer.max_time=null",
+    "optim.schedule=constant",
     "trainer.max_steps=6",
     "trainer.val_check_interval=3",
     "trainer.limit_val_batches=1",

@@ -127,11 +127,13 @@ def test_demo_trains_to_a_wall_clock_budget_and_every_scale_to_its_steps(tmp_pat
     ablation scales on the demo's recipe keep their fixed step counts (their tables were measured so)."""
     cfg = compose_config([], run_dir=tmp_path)
     assert (cfg.trainer.max_time, cfg.trainer.max_steps) == ("00:00:05:15", 20000)
+    assert (cfg.optim.schedule, cfg.optim.schedule_over) == ("cosine", "auto")  # decays over the budget
     fixed = compose_config(["trainer.max_time=null", "trainer.max_steps=300"], run_dir=tmp_path)
     assert (fixed.trainer.max_time, fixed.trainer.max_steps) == (None, 300)
     for scale, steps in [("small", 2000), ("tiny", 1000), ("latent_shift/small", 1000), ("vdm/tiny", 600)]:
         node = compose_config([f"scale={scale}"], run_dir=tmp_path)
         assert (node.trainer.max_time, node.trainer.max_steps) == (None, steps), scale
+        assert node.optim.schedule == "constant", scale  # the rate the tables were measured with
     for scale in ("latent_shift/tiny", "cmd/tiny", "compare/tiny"):
         assert compose_config([f"scale={scale}"], run_dir=tmp_path).trainer.max_time is None, scale
 

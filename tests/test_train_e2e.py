@@ -56,18 +56,24 @@ def test_train_checkpoint_sample_and_tensorboard(tmp_path: Path) -> None:
 
 def test_a_wall_clock_budget_stops_the_fit_and_the_final_outputs_follow(tmp_path: Path, capsys) -> None:
     """``trainer.max_time`` (the demo recipe's budget): the fit stops after the first step past the budget,
-    not as an interruption, and the last checkpoint and the final samples are those of that step."""
+    not as an interruption, and the last checkpoint and the final samples are those of that step; the
+    recipe's cosine over the budget has brought the rate down to 0 by then."""
     run_dir = tmp_path / "run"
     budget = [
         "trainer.max_time=00:00:00:02",
         "trainer.max_steps=100000",
+        "optim.schedule=cosine",
+        "optim.schedule_over=auto",
         "~callbacks.model_checkpoint",  # no periodic save (which may fall on the last step) to fall back on
     ]
     summary = train(compose_config([*TINY, *budget], run_dir=run_dir))
     assert 6 < summary["global_step"] < 100000 and not summary["interrupted"]
     assert "as many steps as fit in 00:00:00:02 (100000 steps at most)" in capsys.readouterr().out
-    assert read_checkpoint(run_dir / "checkpoints" / "last.ckpt")["global_step"] == summary["global_step"]
+    checkpoint = read_checkpoint(run_dir / "checkpoints" / "last.ckpt")
+    assert checkpoint["global_step"] == summary["global_step"]
     assert len(list((run_dir / "samples" / "final").glob("sample_*.mp4"))) == 2
+    # over the steps (100000) the rate would still be at its start; over the two seconds it has ended
+    assert checkpoint["lr_schedulers"][0]["_last_lr"][0] < 1e-6
 
 
 def test_resume_continues_the_same_loss_curve_exactly(tmp_path: Path) -> None:

@@ -46,13 +46,16 @@ class OptimSchema:
     eps: float = 1e-8
     # constant | cosine (vidgen/lit/lr_schedule.py); linear warm-up over warmup_steps
     schedule: str = "constant"
+    # what the cosine runs over: steps (trainer.max_steps) | time (the fraction of trainer.max_time spent) |
+    # auto (time with a trainer.max_time, else steps)
+    schedule_over: str = "steps"
     warmup_steps: int = 0
     min_lr_ratio: float = 0.0
     # the fused AdamW kernel (one pass over each parameter) where every parameter is a CPU or CUDA float tensor
     fused: bool = True
 
     def __post_init__(self) -> None:
-        from vidgen.lit.lr_schedule import SCHEDULES
+        from vidgen.lit.lr_schedule import SCHEDULE_CLOCKS, SCHEDULES
 
         _require(self.lr > 0, "lr", f"must be > 0, got {self.lr}")
         _require(
@@ -60,6 +63,7 @@ class OptimSchema:
             "schedule",
             f"choose one of {', '.join(SCHEDULES)}, got {self.schedule!r}",
         )
+        _one_of(self.schedule_over, SCHEDULE_CLOCKS, "schedule_over")
         _require(self.warmup_steps >= 0, "warmup_steps", f"must be >= 0, got {self.warmup_steps}")
         _require(
             0.0 <= self.min_lr_ratio <= 1.0, "min_lr_ratio", f"must lie in [0, 1], got {self.min_lr_ratio}"
@@ -521,6 +525,14 @@ def check_cmd(cfg: DictConfig) -> None:
 def _check_cross_keys(cfg: DictConfig) -> None:
     """Relations between nodes that no single schema sees."""
     check_cmd(cfg)
+    optim, trainer = cfg.get("optim"), cfg.get("trainer")
+    over_time = (
+        optim is not None and optim.get("schedule_over") == "time" and optim.get("schedule") == "cosine"
+    )
+    if over_time and (trainer is None or trainer.get("max_time") is None):
+        raise ConfigError(
+            "optim.schedule_over", "time needs a wall-clock budget: set trainer.max_time (or use steps)"
+        )
     if "sampler" in cfg and "diffusion" in cfg:
         check_sampler_for_diffusion(cfg.sampler, cfg.diffusion)
     guidance = float(cfg.get("guidance_scale", 1.0))

@@ -21,7 +21,7 @@ import torch
 from torch import nn
 
 from vidgen.autoencoders.base import FrameAutoencoder, batch_latents
-from vidgen.lit.lr_schedule import fit_length, with_lr_schedule
+from vidgen.lit.lr_schedule import fit_length, schedule_clock, with_lr_schedule
 from vidgen.lit.module import NonFiniteLossError, adamw, restore_frozen_weights
 from vidgen.lit.seeding import step_generator
 
@@ -140,7 +140,10 @@ class CMDAutoencoderModule(L.LightningModule):
         return loss
 
     def configure_optimizers(self) -> torch.optim.Optimizer | dict[str, Any]:
-        return with_lr_schedule(adamw(self.network, self.optim_cfg), self.optim_cfg, fit_length(self))
+        optimizer = adamw(self.network, self.optim_cfg)
+        return with_lr_schedule(
+            optimizer, self.optim_cfg, fit_length(self), schedule_clock(self, self.optim_cfg)
+        )
 
     # ------------------------------------------------------------------ validation
     def validation_step(self, batch: dict[str, Any], batch_idx: int) -> None:

@@ -18,7 +18,7 @@ from vidgen.autoencoders.base import FrameAutoencoder, batch_latents, batch_size
 from vidgen.conditioning import Cond, Conditioner
 from vidgen.diffusion import Diffusion, ModelFn, build_sampler, guided_model_fn
 from vidgen.lit.ema import ema_decay_at, ema_update, make_ema_copy
-from vidgen.lit.lr_schedule import fit_length, with_lr_schedule
+from vidgen.lit.lr_schedule import fit_length, schedule_clock, with_lr_schedule
 from vidgen.lit.sampling_precision import sampling_autocast, split_sampling_precision
 from vidgen.lit.seeding import step_generator
 
@@ -196,7 +196,10 @@ class VideoDiffusionModule(L.LightningModule):
         return is_sharded(self.denoiser)
 
     def configure_optimizers(self) -> torch.optim.Optimizer | dict[str, Any]:
-        return with_lr_schedule(adamw(self.denoiser, self.optim_cfg), self.optim_cfg, fit_length(self))
+        optimizer = adamw(self.denoiser, self.optim_cfg)
+        return with_lr_schedule(
+            optimizer, self.optim_cfg, fit_length(self), schedule_clock(self, self.optim_cfg)
+        )
 
     # ------------------------------------------------------------------ validation
     def validation_step(self, batch: dict[str, Any], batch_idx: int) -> None:
