@@ -34,11 +34,13 @@ def test_guidance_hands_the_sampler_the_denoisers_output_in_the_samples_dtype(sc
 
     cond, null = Cond(labels=torch.tensor([1, 2])), Cond(labels=torch.tensor([0, 0]))
     model_fn = guided_model_fn(bf16_denoiser, cond, null, scale, learn_sigma=False)
-    x = torch.randn(2, 4, 5)
+    x = torch.randn(2, 4, 5, generator=torch.Generator().manual_seed(0))
     out = model_fn(x, torch.zeros(2, dtype=torch.long))
     assert out.dtype == torch.float32
-    expected = (x * 3).bfloat16().float() + torch.tensor([1.0, 2.0]).view(-1, 1, 1) * scale
-    assert torch.allclose(out, expected, atol=0.05)
+    labels = torch.tensor([1.0, 2.0]).view(-1, 1, 1)
+    cond_out, uncond_out = (x * 3 + labels).bfloat16().float(), (x * 3).bfloat16().float()
+    expected = uncond_out + scale * (cond_out - uncond_out)  # the guided mix of the two, in fp32
+    assert torch.allclose(out, expected, rtol=0, atol=1e-6)
 
 
 def _randomised_module(tmp_path: Path):
