@@ -179,7 +179,9 @@ class SamplerSchema:
 
     def __post_init__(self) -> None:
         _one_of(self.name, ("ddpm", "ddim", "dpmsolver", "vdm_ancestral"), "name")
-        _one_of(self.precision, ("32-true", "bf16-mixed"), "precision")
+        from vidgen.lit.sampling_precision import SAMPLING_PRECISIONS
+
+        _one_of(self.precision, SAMPLING_PRECISIONS, "precision")
         _require(self.steps >= 1, "steps", f"must be >= 1, got {self.steps}")
         _require(self.eta >= 0, "eta", "must be >= 0")
         _require(self.order in (1, 2), "order", "must be 1 or 2")

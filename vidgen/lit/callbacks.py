@@ -30,9 +30,10 @@ from pathlib import Path
 from typing import Any
 
 import lightning as L
-from lightning.pytorch.callbacks import Timer
 from lightning.pytorch.utilities import rank_zero_info
 from lightning.pytorch.utilities.exceptions import SIGTERMException
+
+from vidgen.lit.budget import budget_is_spent
 
 _HANDLED_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
@@ -256,24 +257,13 @@ class FinalStepCheckpoint(L.Callback):
     def on_train_batch_end(self, trainer: L.Trainer, *args: Any, **kwargs: Any) -> None:
         if trainer.fast_dev_run:
             return
-        if 0 < trainer.max_steps <= trainer.global_step or _out_of_time(trainer):
+        if 0 < trainer.max_steps <= trainer.global_step or budget_is_spent(trainer):
             self._save(trainer)
 
     def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        if not trainer.fast_dev_run and _out_of_time(trainer) and trainer.global_step != self._saved_step:
+        if not trainer.fast_dev_run and budget_is_spent(trainer) and trainer.global_step != self._saved_step:
             self._save(trainer)
 
     def _save(self, trainer: L.Trainer) -> None:
         trainer.save_checkpoint(str(self.dirpath / f"{self.filename}.ckpt"))
         self._saved_step = trainer.global_step
-
-
-def _out_of_time(trainer: L.Trainer) -> bool:
-    """Whether the fit's wall-clock budget (the :class:`~lightning.pytorch.callbacks.Timer` that
-    ``trainer.max_time`` adds) is spent: rank 0's clock decides for every rank (as in the Timer), so that all
-    of them call the collective ``save_checkpoint`` on the same step."""
-    for callback in trainer.callbacks:
-        if isinstance(callback, Timer):
-            remaining = callback.time_remaining()
-            return bool(trainer.strategy.broadcast(remaining is not None and remaining <= 0))
-    return False

@@ -61,18 +61,12 @@ def budget_progress(trainer: Any) -> Callable[[], float]:
     Raises:
         ValueError: the trainer has no wall-clock budget (``trainer.max_time`` unset).
     """
-    from lightning.pytorch.callbacks import Timer
+    from vidgen.lit.budget import budget_fraction_spent, budget_timer
 
-    timer = next((c for c in trainer.callbacks if isinstance(c, Timer)), None)
-    if timer is None or timer.time_remaining() is None:
+    timer = budget_timer(trainer)
+    if timer is None:
         raise ValueError("optim.schedule_over=time needs a wall-clock budget: set trainer.max_time")
-
-    def progress() -> float:
-        elapsed, remaining = timer.time_elapsed(), timer.time_remaining()
-        fraction = elapsed / max(elapsed + remaining, 1e-9)
-        return float(trainer.strategy.broadcast(min(1.0, max(0.0, fraction))))
-
-    return progress
+    return lambda: budget_fraction_spent(trainer, timer)
 
 
 def fit_length(module: Any) -> int | None:
@@ -86,15 +80,11 @@ def schedule_clock(module: Any, optim: dict[str, Any]) -> Callable[[], float] | 
     """The ``progress`` to hand :func:`with_lr_schedule`: :func:`budget_progress` of the fit ``module`` is
     attached to when ``optim.schedule_over`` is ``time`` (or ``auto`` with a ``trainer.max_time``), else None
     (the steps' clock; also outside a fit)."""
-    from lightning.pytorch.callbacks import Timer
+    from vidgen.lit.budget import budget_timer
 
     trainer = getattr(module, "_trainer", None)
     clock = str(optim.get("schedule_over", "steps"))
-    if trainer is None or clock == "steps":
-        return None
-    if clock == "auto" and not any(
-        isinstance(c, Timer) and c.time_remaining() is not None for c in trainer.callbacks
-    ):
+    if trainer is None or clock == "steps" or (clock == "auto" and budget_timer(trainer) is None):
         return None
     return budget_progress(trainer)
 
