@@ -224,6 +224,8 @@ def test_experiment_and_debug_configs_compose(tmp_path: Path) -> None:
         ("sampler.precision=16-mixed", "sampler.precision"),
         ("diffusion.prediction=score", "diffusion.prediction"),
         ("diffusion.schedule=quadratic", "diffusion.schedule"),
+        ("diffusion.timestep_sampling=stratified", "diffusion.timestep_sampling"),
+        ("diffusion=vdm diffusion.timestep_sampling=sobol", "diffusion.timestep_sampling"),
         ("diffusion.loss=hybrid", "diffusion.loss"),  # the hybrid loss needs the learned variance
         ("conditioner.drop_prob=1.5", "conditioner.drop_prob"),
         ("+model.n_layers=3", "model.n_layers"),
@@ -235,7 +237,7 @@ def test_experiment_and_debug_configs_compose(tmp_path: Path) -> None:
     ],
 )
 def test_invalid_value_names_the_key(override: str, key: str, tmp_path: Path) -> None:
-    cfg = compose_config([override], run_dir=tmp_path)
+    cfg = compose_config(override.split(), run_dir=tmp_path)
     with pytest.raises(ConfigError) as info:
         validate_config(cfg)
     assert info.value.key == key, str(info.value)

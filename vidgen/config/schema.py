@@ -108,9 +108,13 @@ class DiffusionSchema:
     learn_sigma: bool = True
     loss: str = "hybrid"
     min_snr_gamma: float | None = None
+    timestep_sampling: str = "uniform"
 
     def __post_init__(self) -> None:
         _one_of(self.schedule, ("linear", "cosine", "scaled_linear"), "schedule")
+        from vidgen.diffusion.timestep_sampling import TIMESTEP_SAMPLINGS
+
+        _one_of(self.timestep_sampling, TIMESTEP_SAMPLINGS, "timestep_sampling")
         _require(self.min_snr_gamma is None or self.min_snr_gamma > 0, "min_snr_gamma", "must be > 0 or null")
         _one_of(self.prediction, ("eps", "v", "x0"), "prediction")
         _one_of(self.loss, ("simple", "hybrid"), "loss")
@@ -139,9 +143,13 @@ class VDMDiffusionSchema:
     prediction: str = "eps"
     learn_sigma: bool = False
     loss: str = "mse"
+    timestep_sampling: str = "uniform"
 
     def __post_init__(self) -> None:
         _one_of(self.schedule, ("cosine_logsnr",), "schedule")
+        from vidgen.diffusion.timestep_sampling import TIMESTEP_SAMPLINGS
+
+        _one_of(self.timestep_sampling, TIMESTEP_SAMPLINGS, "timestep_sampling")
         _one_of(self.prediction, ("eps", "v", "x0"), "prediction")
         _one_of(self.loss, ("mse",), "loss")
         _require(

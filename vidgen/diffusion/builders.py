@@ -36,15 +36,22 @@ def build_diffusion(
     learn_sigma: bool = True,
     loss: str = "hybrid",
     min_snr_gamma: float | None = None,
+    timestep_sampling: str = "uniform",
 ) -> GaussianDiffusion:
     """A :class:`GaussianDiffusion` over ``make_beta_schedule(schedule, num_timesteps, beta_start, beta_end)``.
 
     Defaults are DiT / Latte's: linear betas over 1000 steps, eps prediction, learned variance, hybrid loss,
-    an unweighted MSE (``min_snr_gamma`` weights it by Min-SNR-gamma).
+    an unweighted MSE (``min_snr_gamma`` weights it by Min-SNR-gamma), independent uniform training steps
+    (``timestep_sampling="low_discrepancy"`` draws one per stratum).
     """
     betas = make_beta_schedule(schedule, num_timesteps, beta_start=beta_start, beta_end=beta_end)
     return GaussianDiffusion(
-        betas, prediction=prediction, learn_sigma=learn_sigma, loss=loss, min_snr_gamma=min_snr_gamma
+        betas,
+        prediction=prediction,
+        learn_sigma=learn_sigma,
+        loss=loss,
+        min_snr_gamma=min_snr_gamma,
+        timestep_sampling=timestep_sampling,
     )
 
 

@@ -22,6 +22,7 @@ import torch
 from vidgen.diffusion.levels import NoiseLevels
 from vidgen.diffusion.losses import mean_flat
 from vidgen.diffusion.parameterization import check_prediction, prediction_target
+from vidgen.diffusion.timestep_sampling import check_timestep_sampling, unit_times
 
 __all__ = ["LOGSNR_SCHEDULES", "VDMDiffusion", "build_vdm_diffusion", "cosine_logsnr"]
 
@@ -49,6 +50,9 @@ class VDMDiffusion:
         prediction: what the model predicts: ``"eps"``, ``"v"`` (``v = alpha eps - sigma x``) or ``"x0"``.
         loss: ``"mse"``, the mean squared error of the prediction against its target.
         learn_sigma: must be ``False`` (VDM samples with the gamma-interpolated fixed variance).
+        timestep_sampling: how a training batch draws ``t``: ``"uniform"`` (independent) or
+            ``"low_discrepancy"`` (VDM's sampler: one ``t`` per ``1 / B`` stratum;
+            :mod:`vidgen.diffusion.timestep_sampling`).
 
     The interface the LightningModule and the samplers use is the one of
     :class:`~vidgen.diffusion.gaussian.GaussianDiffusion`: ``sample_timesteps``, ``training_losses``,
@@ -65,6 +69,7 @@ class VDMDiffusion:
         prediction: str = "eps",
         loss: str = "mse",
         learn_sigma: bool = False,
+        timestep_sampling: str = "uniform",
     ) -> None:
         if not logsnr_min < logsnr_max:
             raise ValueError(f"logsnr_min must be < logsnr_max, got {logsnr_min} and {logsnr_max}")
@@ -77,6 +82,7 @@ class VDMDiffusion:
         self.prediction = check_prediction(prediction)
         self.loss_type = loss
         self.learn_sigma = False
+        self.timestep_sampling = check_timestep_sampling(timestep_sampling)
 
     def __repr__(self) -> str:
         return (
@@ -105,9 +111,10 @@ class VDMDiffusion:
         device: torch.device | str | None = None,
         generator: torch.Generator | None = None,
     ) -> torch.Tensor:
-        """``(batch_size,)`` float64 training times ``t ~ U[0, 1)``, drawn on the generator's device."""
+        """``(batch_size,)`` float64 training times, each ``t ~ U[0, 1)``, drawn on the generator's device:
+        independent (``timestep_sampling="uniform"``) or one per ``1 / B`` stratum (``"low_discrepancy"``)."""
         source = generator.device if generator is not None else (device or "cpu")
-        t = torch.rand((batch_size,), generator=generator, device=source, dtype=torch.float64)
+        t = unit_times(batch_size, self.timestep_sampling, generator, source)
         return t if device is None else t.to(device)
 
     def noise_levels(self, steps: int | str) -> NoiseLevels:
@@ -183,8 +190,16 @@ def build_vdm_diffusion(
     prediction: str = "eps",
     learn_sigma: bool = False,
     loss: str = "mse",
+    timestep_sampling: str = "uniform",
 ) -> VDMDiffusion:
     """The ``diffusion=vdm`` builder (the config node's keys are the arguments)."""
     if schedule not in LOGSNR_SCHEDULES:
         raise ValueError(f"unknown log-SNR schedule {schedule!r}; allowed: {', '.join(LOGSNR_SCHEDULES)}")
-    return VDMDiffusion(logsnr_min, logsnr_max, prediction=prediction, loss=loss, learn_sigma=learn_sigma)
+    return VDMDiffusion(
+        logsnr_min,
+        logsnr_max,
+        prediction=prediction,
+        loss=loss,
+        learn_sigma=learn_sigma,
+        timestep_sampling=timestep_sampling,
+    )

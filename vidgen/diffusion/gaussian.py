@@ -18,6 +18,7 @@ from vidgen.diffusion.parameterization import (
     prediction_to_x0_eps,
 )
 from vidgen.diffusion.spacing import space_timesteps
+from vidgen.diffusion.timestep_sampling import check_timestep_sampling, unit_times
 
 LOSS_TYPES = ("simple", "hybrid")
 
@@ -56,6 +57,9 @@ class GaussianDiffusion:
             use 5); ``None``: unweighted, as DDPM / DiT / Latte train.
         timestep_map: ``(T,)`` int64, the original-chain timestep of each step of this chain (set by
             respacing; identity by default). Models are always called with the mapped timesteps.
+        timestep_sampling: how :meth:`sample_timesteps` draws a training batch's steps: ``"uniform"``
+            (independent, as DDPM / DiT / Latte) or ``"low_discrepancy"`` (one step in each ``T / B`` stratum;
+            :mod:`vidgen.diffusion.timestep_sampling`).
 
     Every method's ``t`` is a ``(B,)`` int64 index into *this* chain.
     """
@@ -71,6 +75,7 @@ class GaussianDiffusion:
         loss: str = "simple",
         timestep_map: torch.Tensor | Sequence[int] | None = None,
         min_snr_gamma: float | None = None,
+        timestep_sampling: str = "uniform",
     ) -> None:
         betas = torch.as_tensor(betas, dtype=torch.float64).detach().cpu().clone()
         if betas.dim() != 1 or betas.numel() == 0:
@@ -92,6 +97,7 @@ class GaussianDiffusion:
         if min_snr_gamma is not None and not min_snr_gamma > 0:
             raise ValueError(f"min_snr_gamma must be > 0 or None, got {min_snr_gamma}")
         self.min_snr_gamma = None if min_snr_gamma is None else float(min_snr_gamma)
+        self.timestep_sampling = check_timestep_sampling(timestep_sampling)
 
         num_timesteps = betas.numel()
         if timestep_map is None:
@@ -165,10 +171,14 @@ class GaussianDiffusion:
         device: torch.device | str | None = None,
         generator: torch.Generator | None = None,
     ) -> torch.Tensor:
-        """Uniformly drawn ``(batch_size,)`` int64 training timesteps of this chain."""
+        """``(batch_size,)`` int64 training timesteps of this chain, each uniform on ``0..T-1``: independent
+        (``timestep_sampling="uniform"``, one ``randint``) or one per ``T / B`` stratum (``"low_discrepancy"``)."""
         if device is None:
             device = generator.device if generator is not None else "cpu"
-        return torch.randint(0, self.num_timesteps, (batch_size,), device=device, generator=generator)
+        if self.timestep_sampling == "uniform":
+            return torch.randint(0, self.num_timesteps, (batch_size,), device=device, generator=generator)
+        unit = unit_times(batch_size, self.timestep_sampling, generator, device)
+        return (unit * self.num_timesteps).floor().to(torch.int64).clamp_(max=self.num_timesteps - 1)
 
     def noise_levels(self, steps: int | str) -> NoiseLevels:
         """The levels of this chain respaced to ``steps`` (an int count or a ``space_timesteps`` spacing such

@@ -38,4 +38,5 @@ def respace(diffusion: GaussianDiffusion, use_timesteps: Iterable[int]) -> Gauss
         loss=diffusion.loss_type,
         timestep_map=diffusion.timestep_map.cpu()[index],
         min_snr_gamma=diffusion.min_snr_gamma,
+        timestep_sampling=diffusion.timestep_sampling,
     )
