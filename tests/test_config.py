@@ -138,6 +138,28 @@ def test_demo_trains_to_a_wall_clock_budget_and_every_scale_to_its_steps(tmp_pat
         assert compose_config([f"scale={scale}"], run_dir=tmp_path).trainer.max_time is None, scale
 
 
+def test_demo_draws_one_time_per_stratum_with_beta2_095_and_the_scales_keep_theirs(tmp_path: Path) -> None:
+    """The demo's low-discrepancy draw and Adam beta2 0.95 reach its diffusion and optimiser; the measured scales
+    (and Latte's own diffusion) keep the independent draw and beta2 0.999 their tables were measured with."""
+    cfg = compose_config([], run_dir=tmp_path)
+    assert cfg.diffusion.timestep_sampling == "low_discrepancy" and list(cfg.optim.betas) == [0.9, 0.95]
+    assert instantiate_node(cfg.diffusion).timestep_sampling == "low_discrepancy"
+    assert compose_config(["diffusion=latte"], run_dir=tmp_path).diffusion.timestep_sampling == "uniform"
+    scales = (
+        "small",
+        "tiny",
+        "latent_shift/small",
+        "latent_shift/tiny",
+        "vdm/tiny",
+        "cmd/tiny",
+        "compare/tiny",
+    )
+    for scale in scales:
+        node = compose_config([f"scale={scale}"], run_dir=tmp_path)
+        assert node.diffusion.timestep_sampling == "uniform", scale
+        assert list(node.optim.betas) == [0.9, 0.999], scale
+
+
 def test_demo_takes_the_exact_gelu_and_the_tables_the_tanh_one(tmp_path: Path) -> None:
     """The recipe's MLP activation reaches Latte only; the paper recipes and the measured scales keep DiT's."""
     assert compose_config([], run_dir=tmp_path).model.mlp_activation == "gelu"
