@@ -111,9 +111,9 @@ class DiffusionSchema:
     timestep_sampling: str = "uniform"
 
     def __post_init__(self) -> None:
-        _one_of(self.schedule, ("linear", "cosine", "scaled_linear"), "schedule")
         from vidgen.diffusion.timestep_sampling import TIMESTEP_SAMPLINGS
 
+        _one_of(self.schedule, ("linear", "cosine", "scaled_linear"), "schedule")
         _one_of(self.timestep_sampling, TIMESTEP_SAMPLINGS, "timestep_sampling")
         _require(self.min_snr_gamma is None or self.min_snr_gamma > 0, "min_snr_gamma", "must be > 0 or null")
         _one_of(self.prediction, ("eps", "v", "x0"), "prediction")
@@ -146,9 +146,9 @@ class VDMDiffusionSchema:
     timestep_sampling: str = "uniform"
 
     def __post_init__(self) -> None:
-        _one_of(self.schedule, ("cosine_logsnr",), "schedule")
         from vidgen.diffusion.timestep_sampling import TIMESTEP_SAMPLINGS
 
+        _one_of(self.schedule, ("cosine_logsnr",), "schedule")
         _one_of(self.timestep_sampling, TIMESTEP_SAMPLINGS, "timestep_sampling")
         _one_of(self.prediction, ("eps", "v", "x0"), "prediction")
         _one_of(self.loss, ("mse",), "loss")

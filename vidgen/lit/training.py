@@ -78,10 +78,11 @@ def training_length(max_steps: int, max_time: Any) -> str:
     """How long the fit runs, for the start-up line: ``2000 steps``, or under a wall-clock budget
     (``trainer.max_time``, e.g. the demo recipe's) ``as many steps as fit in 00:00:05:15 (20000 steps at
     most)``."""
-    steps = "no step limit" if max_steps == -1 else f"{max_steps} steps"
     if max_time is None:
-        return steps
-    return f"as many steps as fit in {max_time} ({steps} at most)" if max_steps != -1 else f"{max_time}"
+        return "no step limit" if max_steps == -1 else f"{max_steps} steps"
+    if max_steps == -1:
+        return str(max_time)
+    return f"as many steps as fit in {max_time} ({max_steps} steps at most)"
 
 
 def _finish_run(
