@@ -14,7 +14,7 @@ install:  ## virtual environment with vidgen in editable mode and its dev tools
 test: test-suite test-wheel  ## the CI test suite (CPU, < 10 minutes on two cores)
 
 test-suite:  ## every test not marked slow in one session: two workers, one test file each at a time, the files with multiprocess tests first (tests/conftest.py)
-	$(BIN)/python -m pytest -q -n 2 -m 'not slow' --dist loadfile --no-loadscope-reorder --durations=15
+	$(BIN)/python -m pytest -q -n 2 -m 'not slow' --dist loadfile --no-loadscope-reorder --max-worker-restart=0 --durations=15
 
 test-unit:  ## the single-process part of test-suite, two pytest workers
 	$(BIN)/python -m pytest -q -n 2 --durations=15
@@ -26,7 +26,7 @@ test-wheel:  ## the installed package: build the wheel, install it into a new en
 	.ci/test_wheel.sh $(BIN)/python
 
 test-slow:  ## heavier checks marked `slow`
-	$(BIN)/python -m pytest -q -m slow --durations=15
+	$(BIN)/python -m pytest -q -m slow --timeout=2400 -o faulthandler_timeout=1200 --durations=15
 
 test-all: test test-slow
 

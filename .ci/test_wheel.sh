@@ -90,11 +90,12 @@ if Path(CONFIG_DIR) != package / "conf" or not (package / "conf" / "train.yaml")
     sys.exit(f"test-wheel: FAIL: the installed vidgen reads its configs from {CONFIG_DIR}, not {package / 'conf'}")
 print(f"test-wheel: from {Path.cwd()}: vidgen is imported from {package} (not from {repo}), configs from {CONFIG_DIR}")
 EOF
-# the five --help runs are mostly start-up (imports): run them side by side
+# the five --help runs are mostly start-up (imports): run them side by side. Every run has a time limit
+# (coreutils `timeout`, exit status 124): a hang fails this check instead of holding CI until its own limit
 clis=(train sample evaluate bench precompute)
 pids=()
 for cli in "${clis[@]}"; do
-    "$work/venv/bin/vidgen-$cli" --help >"$work/help-$cli.txt" 2>&1 &
+    timeout 300 "$work/venv/bin/vidgen-$cli" --help >"$work/help-$cli.txt" 2>&1 &
     pids+=("$!")
 done
 for i in "${!clis[@]}"; do
@@ -108,7 +109,7 @@ done
 echo "test-wheel: vidgen-train, vidgen-sample, vidgen-evaluate, vidgen-bench, vidgen-precompute --help compose their configs"
 # the default config (the tiny synthetic recipe); only the final sampling is shortened (2 videos, 10 steps)
 train_args=(trainer.max_steps=2 samples.final_num_videos=2 sampler.steps=10)
-"$python" -m vidgen.train "${train_args[@]}" >"$work/train.txt" 2>&1 || {
+timeout 600 "$python" -m vidgen.train "${train_args[@]}" >"$work/train.txt" 2>&1 || {
     tail -n 30 "$work/train.txt" >&2
     fail "python -m vidgen.train ${train_args[*]} failed"
 }
