@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
+import threading
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
@@ -91,3 +95,53 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     """
     heavy = {item.path for item in items if item.get_closest_marker("multiprocess") is not None}
     items.sort(key=lambda item: item.path not in heavy)  # stable: the collected order within each group
+
+
+def _descendants(pid: int) -> list[int]:
+    """Process ids of every living descendant of ``pid`` (Linux ``/proc``; empty elsewhere)."""
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").glob("[0-9]*"):
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue  # ended while listed, or not a process
+        children.setdefault(int(fields[1]), []).append(int(entry.name))
+    found, queue = [], [pid]
+    while queue:
+        for child in children.get(queue.pop(), []):
+            found.append(child)
+            queue.append(child)
+    return found
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_timeout_set_timer(item: pytest.Item, settings: Any) -> bool | None:
+    """pytest-timeout's "thread" method, which also kills the test's child processes before this one ends.
+
+    A hung test's children (DataLoader workers, DDP ranks, CLI runs) would outlive the pytest-xdist worker
+    that pytest-timeout ends with ``os._exit``, and a child still holding the worker's output pipe keeps the
+    controller from ever seeing the worker go: the session would wait until CI's own limit (as it did when a
+    forked DataLoader worker hung on 2026-12-07). The "signal" method is left to pytest-timeout.
+    """
+    import pytest_timeout
+
+    if settings.method != "thread":
+        return None
+
+    def expire() -> None:
+        for pid in _descendants(os.getpid()):
+            with contextlib.suppress(ProcessLookupError):  # ended meanwhile
+                os.kill(pid, signal.SIGKILL)
+        pytest_timeout.timeout_timer(item, settings)  # dumps every thread's stack, then os._exit(1)
+
+    timer = threading.Timer(float(settings.timeout), expire)
+    timer.name = f"pytest_timeout {item.nodeid}"
+    timer.daemon = True
+
+    def cancel() -> None:
+        timer.cancel()
+        timer.join()
+
+    item.cancel_timeout = cancel  # type: ignore[attr-defined]  (pytest-timeout's own attribute)
+    timer.start()
+    return True

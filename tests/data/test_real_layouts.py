@@ -27,6 +27,8 @@ CPU_RUN = [
     "logger=csv",
     "samples.num_videos=0",
     "samples.final_num_videos=0",
+    # two loader worker processes (the real configs start 8): the worker path, without 8 forks on 2 cores
+    "data.num_workers=2",
 ]
 #: conditioning that uses each dataset's labels / captions without downloaded weights
 CONDITIONING = {"ucf101": ["conditioner=class"]}

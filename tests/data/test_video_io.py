@@ -3,17 +3,22 @@ generated samples (mp4 clips, PNG images for one-frame samples)."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
+import av
+import numpy as np
 import pytest
 import torch
 
 from vidgen.data.synthetic import SyntheticVideoDataset
 from vidgen.io.samples import sample_suffix, write_samples
 from vidgen.io.video import (
+    DECODE_THREAD_TYPE,
     VideoReadError,
     auto_scale,
     count_frames,
+    frame_to_rgb,
     make_grid_video,
     read_image,
     read_video,
@@ -70,6 +75,37 @@ def test_read_selected_frames(tmp_path: Path) -> None:
     picked = read_video(path, [7, 2, 2, 30])  # 30 is past the end: the last frame
     means = picked.float().mean(dim=(1, 2, 3))
     assert torch.allclose(means, torch.tensor([150.0, 50.0, 50.0, 190.0]), atol=3)
+
+
+def _os_threads() -> int:
+    return len(os.listdir("/proc/self/task"))
+
+
+@pytest.mark.skipif(not Path("/proc/self/task").is_dir(), reason="counts threads through Linux's /proc")
+def test_decoding_starts_no_thread_pool_per_frame(tmp_path: Path) -> None:
+    """vidgen's decoder settings and RGB conversion start no thread pools that live on with the frames.
+
+    PyAV's default conversion (``threads=0``) gives each frame a pool of one thread per core; in a forked
+    DataLoader worker such a pool once waited forever (the CI hang of 2026-12-07). Eight decoded frames
+    held at once must not add a thread each; the default conversion would add 8 pools."""
+    clip = SyntheticVideoDataset(num_clips=1, num_frames=12, resolution=32)[0]["video"]
+    path = write_mp4(tmp_path / "clip.mp4", clip, fps=8)
+    before = _os_threads()
+    with av.open(str(path)) as container:
+        stream = container.streams.video[0]
+        stream.thread_type = DECODE_THREAD_TYPE
+        held = []
+        for index, frame in enumerate(container.decode(stream)):
+            held.append((frame, frame_to_rgb(frame)))
+            if index == 7:
+                break
+        during = _os_threads()
+    assert during - before <= 2, (before, during)  # at most the decoder's own slice threads
+    assert [rgb.shape for _, rgb in held] == [(32, 32, 3)] * 8
+    frames = read_video(path, [0, 3, 7])
+    assert torch.equal(frames, torch.from_numpy(np.stack([held[i][1] for i in (0, 3, 7)])))
+    del held
+    assert _os_threads() <= before + 2
 
 
 def test_unreadable_files_raise_errors_naming_them(tmp_path: Path) -> None:

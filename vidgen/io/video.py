@@ -18,9 +18,11 @@ import torch
 from PIL import Image
 
 __all__ = [
+    "DECODE_THREAD_TYPE",
     "VideoReadError",
     "auto_scale",
     "count_frames",
+    "frame_to_rgb",
     "make_grid_video",
     "read_image",
     "read_video",
@@ -29,6 +31,12 @@ __all__ = [
     "write_mp4",
     "write_png",
 ]
+
+
+#: FFmpeg threading of the decoder: threads within a frame only. Frame threading ("AUTO" / "FRAME") keeps
+#: frames in flight across threads, and stopping before the end of the file (every clip read does) can leave
+#: the decoder waiting on them (PyAV issue 1849); DataLoader workers already decode in parallel.
+DECODE_THREAD_TYPE = "SLICE"
 
 
 class VideoReadError(RuntimeError):
@@ -164,6 +172,17 @@ def count_frames(path: str | Path) -> int:
         raise VideoReadError(path, str(error)) from error
 
 
+def frame_to_rgb(frame: av.VideoFrame) -> np.ndarray:
+    """uint8 ``(H, W, 3)`` RGB pixels of a decoded frame, converted by FFmpeg's swscale on this thread.
+
+    PyAV >= 17 gives each frame's converter its own pool of one thread per core (``threads=0``), kept while the
+    frame lives. In a DataLoader worker forked from a training process that pool once waited forever for a
+    thread that was not there (CI, 2026-12-07: the training stalled in ``sws_scale_frame``); one thread
+    starts no pool, and on frames of clip size it is also faster (PyAV issue 2200).
+    """
+    return frame.to_ndarray(format="rgb24", threads=1)
+
+
 def read_video(path: str | Path, frame_indices: Sequence[int] | None = None) -> torch.Tensor:
     """Decode frames of a video file.
 
@@ -199,11 +218,11 @@ def read_video(path: str | Path, frame_indices: Sequence[int] | None = None) -> 
             if not container.streams.video:
                 raise VideoReadError(path, "no video stream")
             stream = container.streams.video[0]
-            stream.thread_type = "AUTO"
+            stream.thread_type = DECODE_THREAD_TYPE
             for index, frame in enumerate(container.decode(stream)):
                 last_frame, last_index = frame, index
                 if wanted is None or index in wanted:
-                    decoded[index] = frame.to_ndarray(format="rgb24")
+                    decoded[index] = frame_to_rgb(frame)
                 if last_wanted is not None and index >= last_wanted:
                     break
     except (av.error.FFmpegError, OSError) as error:
@@ -213,7 +232,8 @@ def read_video(path: str | Path, frame_indices: Sequence[int] | None = None) -> 
     if frame_indices is None:
         frame_indices = list(range(last_index + 1))
     else:
-        decoded.setdefault(last_index, last_frame.to_ndarray(format="rgb24"))
+        if last_index not in decoded:
+            decoded[last_index] = frame_to_rgb(last_frame)
     arrays = [decoded[min(i, last_index)] for i in frame_indices]
     return torch.from_numpy(np.stack(arrays))
 
