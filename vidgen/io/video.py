@@ -231,9 +231,8 @@ def read_video(path: str | Path, frame_indices: Sequence[int] | None = None) -> 
         raise VideoReadError(path, "no decodable video frame")
     if frame_indices is None:
         frame_indices = list(range(last_index + 1))
-    else:
-        if last_index not in decoded:
-            decoded[last_index] = frame_to_rgb(last_frame)
+    elif last_index not in decoded:
+        decoded[last_index] = frame_to_rgb(last_frame)
     arrays = [decoded[min(i, last_index)] for i in frame_indices]
     return torch.from_numpy(np.stack(arrays))
 
