@@ -81,6 +81,8 @@ class CachedDataModule(pl.LightningDataModule):
             num_workers=int(self.inner.num_workers),
             drop_last=drop_last,
             pin_memory=bool(self.inner.pin_memory),
+            # data.worker_timeout / data.worker_start_method (litdata passes them to torch's DataLoader)
+            **self.inner.worker_loader_kwargs(),
         )
 
     def val_dataloader(self) -> Any:

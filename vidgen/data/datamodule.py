@@ -45,6 +45,12 @@ from vidgen.data.video_folder import (
     checked_short_videos,
     list_videos,
 )
+from vidgen.data.worker_options import (
+    WatchedDataLoader,
+    checked_start_method,
+    checked_worker_timeout,
+    worker_loader_kwargs,
+)
 
 __all__ = [
     "ClipDataModule",
@@ -97,6 +103,9 @@ class ClipDataModule(pl.LightningDataModule):
         pin_memory: bool,
         joint_image_frames: int = 0,
         cache: str | None = None,
+        *,
+        worker_timeout: float | None = 600.0,
+        worker_start_method: str | None = None,
     ) -> None:
         super().__init__()
         #: ``data.cache``: a precomputed cache to train from; :func:`vidgen.data.cached_datamodule.build_datamodule`
@@ -111,6 +120,9 @@ class ClipDataModule(pl.LightningDataModule):
         )
         self.drop_last = bool(drop_last)
         self.pin_memory = bool(pin_memory)
+        #: ``data.worker_timeout`` / ``data.worker_start_method`` (:mod:`vidgen.data.worker_options`)
+        self.worker_timeout = checked_worker_timeout(worker_timeout)
+        self.worker_start_method = checked_start_method(worker_start_method)
         #: ``(path, reason)`` of videos the data's index names but the disk lacks (left out at construction)
         self.missing_videos: list[tuple[str, str]] = []
 
@@ -169,18 +181,24 @@ class ClipDataModule(pl.LightningDataModule):
             drop_last=self.drop_last,
             num_workers=self.num_workers,
             pin_memory=self.pin_memory,
+            **self.worker_loader_kwargs(),
         )
 
     def val_dataloader(self) -> DataLoader:
         """The fixed validation clips in order (not sharded: every rank sees all of them)."""
-        return DataLoader(
+        return WatchedDataLoader(
             self.val_set,
             batch_size=self.val_batch_size,
             shuffle=False,
             drop_last=False,
             num_workers=self.num_workers,
             pin_memory=self.pin_memory,
+            **self.worker_loader_kwargs(),
         )
+
+    def worker_loader_kwargs(self) -> dict[str, Any]:
+        """``timeout`` and ``multiprocessing_context`` of this module's loaders (none without workers)."""
+        return worker_loader_kwargs(self.num_workers, self.worker_timeout, self.worker_start_method)
 
     # ------------------------------------------------------------------------------------- conditions
     def _val_order(self, n: int) -> list[int]:
@@ -285,6 +303,9 @@ class SyntheticDataModule(ClipDataModule):
         val_batch_size: default ``batch_size``.
         drop_last: drop the incomplete last training batch.
         pin_memory: DataLoader pin_memory.
+        worker_timeout, worker_start_method: seconds a DataLoader worker may take for a batch before the run
+            fails naming ``data.worker_timeout`` (``None``: no limit), and how workers start (``None``:
+            Python's default; see :mod:`vidgen.data.worker_options`).
     """
 
     def __init__(
@@ -311,9 +332,20 @@ class SyntheticDataModule(ClipDataModule):
         val_batch_size: int | None = None,
         drop_last: bool = True,
         pin_memory: bool = False,
+        worker_timeout: float | None = 600.0,
+        worker_start_method: str | None = None,
     ) -> None:
         super().__init__(
-            batch_size, num_workers, seed, val_batch_size, drop_last, pin_memory, joint_image_frames, cache
+            batch_size,
+            num_workers,
+            seed,
+            val_batch_size,
+            drop_last,
+            pin_memory,
+            joint_image_frames,
+            cache,
+            worker_timeout=worker_timeout,
+            worker_start_method=worker_start_method,
         )
         common = {
             "num_frames": checked_int("data.num_frames", num_frames),
@@ -398,6 +430,9 @@ class VideoFolderDataModule(ClipDataModule):
         extensions: video file extensions.
         val_max_clips: cap on validation videos.
         val_batch_size, drop_last, pin_memory: loader options.
+        worker_timeout, worker_start_method: seconds a DataLoader worker may take for a batch before the run
+            fails naming ``data.worker_timeout`` (``None``: no limit), and how workers start (``None``:
+            Python's default; see :mod:`vidgen.data.worker_options`).
         probe: open every video at construction to exclude unreadable ones early (slow on big sets).
         short_videos: ``skip`` (default) a training video with fewer frames than a clip spans, like an
             unreadable one (counted, named in ``bad_videos.txt``), or ``pad`` its clip by repeating its last
@@ -438,9 +473,20 @@ class VideoFolderDataModule(ClipDataModule):
         joint_image_frames: int = 0,
         cache: str | None = None,
         class_captions: str | None = None,
+        worker_timeout: float | None = 600.0,
+        worker_start_method: str | None = None,
     ) -> None:
         super().__init__(
-            batch_size, num_workers, seed, val_batch_size, drop_last, pin_memory, joint_image_frames, cache
+            batch_size,
+            num_workers,
+            seed,
+            val_batch_size,
+            drop_last,
+            pin_memory,
+            joint_image_frames,
+            cache,
+            worker_timeout=worker_timeout,
+            worker_start_method=worker_start_method,
         )
         if class_captions is not None:
             checked_template(class_captions)

@@ -21,7 +21,9 @@ from typing import Any
 
 import numpy as np
 import torch.distributed as dist
-from torch.utils.data import DataLoader, Dataset, Sampler
+from torch.utils.data import Dataset, Sampler
+
+from vidgen.data.worker_options import WatchedDataLoader
 
 __all__ = ["ResumableDataLoader", "ResumableSampler"]
 
@@ -123,7 +125,7 @@ class _Progress:
     yielded: int = 0
 
 
-class ResumableDataLoader(DataLoader):
+class ResumableDataLoader(WatchedDataLoader):
     """A ``DataLoader`` over a :class:`ResumableSampler` with ``state_dict`` / ``load_state_dict``.
 
     ``state_dict()`` is ``{"epoch", "batches", "batch_size", "num_items", "world_size"}``; ``batches`` counts

@@ -173,8 +173,9 @@ class MSRVTTDataModule(ClipDataModule):
         num_frames, frame_stride, resolution, channels, hflip, probe, short_videos: clip options (see
             :class:`~vidgen.data.video_folder.VideoFolderDataset`; ``short_videos`` is the training clips',
             validation and evaluation clips are padded).
-        batch_size, num_workers, val_batch_size, drop_last, pin_memory, seed, joint_image_frames: loader
-            options (see :class:`~vidgen.data.datamodule.ClipDataModule`).
+        batch_size, num_workers, val_batch_size, drop_last, pin_memory, seed, joint_image_frames,
+            worker_timeout, worker_start_method: loader options (see
+            :class:`~vidgen.data.datamodule.ClipDataModule`, :mod:`vidgen.data.worker_options`).
         extensions: video file extensions.
     """
 
@@ -203,9 +204,20 @@ class MSRVTTDataModule(ClipDataModule):
         joint_image_frames: int = 0,
         cache: str | None = None,
         extensions: Sequence[str] = (".mp4", ".avi", ".webm", ".mkv"),
+        worker_timeout: float | None = 600.0,
+        worker_start_method: str | None = None,
     ) -> None:
         super().__init__(
-            batch_size, num_workers, seed, val_batch_size, drop_last, pin_memory, joint_image_frames, cache
+            batch_size,
+            num_workers,
+            seed,
+            val_batch_size,
+            drop_last,
+            pin_memory,
+            joint_image_frames,
+            cache,
+            worker_timeout=worker_timeout,
+            worker_start_method=worker_start_method,
         )
         self._check_rgb_root(channels, root, "MSR-VTT videos", "the MSR-VTT folder (annotations + videos)")
         self.name = name

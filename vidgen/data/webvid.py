@@ -280,6 +280,9 @@ class WebVidDataModule(ClipDataModule):
             :class:`~vidgen.data.video_folder.VideoFolderDataset`).
         channels: must be 3 (RGB).
         batch_size, num_workers, val_batch_size, drop_last, pin_memory: loader options.
+        worker_timeout, worker_start_method: seconds a DataLoader worker may take for a batch before the run
+            fails naming ``data.worker_timeout`` (``None``: no limit), and how workers start (``None``:
+            Python's default; see :mod:`vidgen.data.worker_options`).
         hflip: random horizontal flips in training (off by default: captions say "left" / "right").
         val_fraction: share of ``csv`` held out when there is no ``val_csv``; in ``(0, 1)``.
         val_max_clips: cap on the validation videos (a seeded subset).
@@ -318,9 +321,20 @@ class WebVidDataModule(ClipDataModule):
         pin_memory: bool = False,
         joint_image_frames: int = 0,
         cache: str | None = None,
+        worker_timeout: float | None = 600.0,
+        worker_start_method: str | None = None,
     ) -> None:
         super().__init__(
-            batch_size, num_workers, seed, val_batch_size, drop_last, pin_memory, joint_image_frames, cache
+            batch_size,
+            num_workers,
+            seed,
+            val_batch_size,
+            drop_last,
+            pin_memory,
+            joint_image_frames,
+            cache,
+            worker_timeout=worker_timeout,
+            worker_start_method=worker_start_method,
         )
         self._check_rgb_root(channels, root, "WebVid videos", "the WebVid folder (CSV files + videos/)")
         self.name = name
