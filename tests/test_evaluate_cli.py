@@ -16,7 +16,7 @@ from vidgen.io.samples import write_samples
 from vidgen.io.video import video_to_uint8
 from vidgen.lit.checkpoint_sampling import sample
 from vidgen.lit.training import train
-from vidgen.metrics.clip_sources import fake_from_folder, sample_files
+from vidgen.metrics.clip_sources import check_fake_folder, fake_from_folder, sample_files
 from vidgen.metrics.evaluation_job import run_evaluation
 
 # few clips and the quickly trained classifier of the training run's end-of-training evaluation (its cache)
@@ -169,3 +169,52 @@ def test_a_fake_folder_of_both_kinds_or_neither_names_fake_dir(tmp_path: Path) -
     write_samples(tmp_path, torch.zeros(1, 3, 4, 8, 8))
     with pytest.raises(ConfigError, match=r"both \.mp4 videos \(1\) and \.png images \(2\)"):
         sample_files(tmp_path)
+
+
+def test_fake_sample_shapes_are_checked_against_the_real_clips_before_any_metric(tmp_path: Path) -> None:
+    clips = torch.rand(3, 3, 4, 8, 8) * 2 - 1  # (N, C, F, H, W)
+    native, upscaled, images = tmp_path / "native", tmp_path / "upscaled", tmp_path / "images"
+    write_samples(native, clips)
+    write_samples(upscaled, clips, scale=2)  # as vidgen.sample writes small clips for viewing
+    write_samples(images, clips[:, :, :1])
+    assert check_fake_folder(native, (4, 8, 8)) == 3  # the grid is not a sample
+    assert check_fake_folder(upscaled, None) == 3  # nothing to compare with: one shape is enough
+    assert check_fake_folder(images, (4, 8, 8)) == 3  # one-frame images score against real frames
+    with pytest.raises(ConfigError, match=r"fake_dir: .* are 4x16x16 .* real clips are 4x8x8 .*upscale=1"):
+        check_fake_folder(upscaled, (4, 8, 8))
+    with pytest.raises(ConfigError, match=r"fake_dir: .* are 4x8x8 .* real clips are 16x8x8"):
+        check_fake_folder(native, (16, 8, 8))
+    with pytest.raises(ConfigError, match=r"fake_dir: .* are 1x8x8 .* real clips are 4x6x6"):
+        check_fake_folder(images, (4, 6, 6))
+    write_samples(native / "more", clips[:1, :, :2])
+    (native / "more" / "sample_000.mp4").rename(native / "sample_009.mp4")
+    with pytest.raises(
+        ConfigError, match=r"fake_dir: '.*sample_009\.mp4' is 2x8x8 but 'sample_000\.mp4' is 4x8x8"
+    ):
+        check_fake_folder(native, (4, 8, 8))
+
+
+def test_evaluate_refuses_upscaled_samples_before_reading_real_clips(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import vidgen.metrics.evaluation_job as job
+
+    def no_real_clips(*args: object, **kwargs: object) -> None:
+        raise AssertionError("real clips were read before the samples' shapes were checked")
+
+    monkeypatch.setattr(job, "real_from_dataset", no_real_clips)
+    fake = tmp_path / "fake"
+    write_samples(fake, torch.zeros(2, 3, 4, 16, 16), scale=8)  # vidgen.sample's default for 16 px clips
+    cfg = compose_config(
+        [
+            f"fake_dir={fake}",
+            "metrics=synthetic",
+            "data=synthetic",
+            "data.num_frames=4",
+            "data.resolution=16",
+        ],
+        run_dir=tmp_path / "e",
+        config_name="evaluate",
+    )
+    with pytest.raises(ConfigError, match=r"fake_dir: .* are 4x128x128 .* real clips are 4x16x16"):
+        run_evaluation(cfg)

@@ -23,10 +23,12 @@ __all__ = [
     "auto_scale",
     "count_frames",
     "frame_to_rgb",
+    "image_size",
     "make_grid_video",
     "read_image",
     "read_video",
     "upscale_nearest",
+    "video_shape",
     "video_to_uint8",
     "write_mp4",
     "write_png",
@@ -157,6 +159,16 @@ def count_frames(path: str | Path) -> int:
     Raises:
         VideoReadError: the file is missing, unreadable or has no video stream.
     """
+    return video_shape(path)[0]
+
+
+def video_shape(path: str | Path) -> tuple[int, int, int]:
+    """``(frames, height, width)`` of the video in ``path`` from its headers (frames: the container's count
+    when it stores one, else counted packets), without decoding a frame.
+
+    Raises:
+        VideoReadError: the file is missing, unreadable or has no video stream.
+    """
     path = Path(path)
     if not path.is_file():
         raise VideoReadError(path, "file does not exist")
@@ -165,11 +177,25 @@ def count_frames(path: str | Path) -> int:
             if not container.streams.video:
                 raise VideoReadError(path, "no video stream")
             stream = container.streams.video[0]
+            size = int(stream.codec_context.height), int(stream.codec_context.width)
             if stream.frames > 0:
-                return int(stream.frames)
-            return sum(1 for packet in container.demux(stream) if packet.size > 0)
+                return int(stream.frames), *size
+            return sum(1 for packet in container.demux(stream) if packet.size > 0), *size
     except (av.error.FFmpegError, OSError) as error:
         raise VideoReadError(path, str(error)) from error
+
+
+def image_size(path: str | Path) -> tuple[int, int]:
+    """``(height, width)`` of an image file from its header.
+
+    Raises:
+        VideoReadError: missing or unreadable file (the message names it).
+    """
+    try:
+        with Image.open(path) as image:
+            return int(image.height), int(image.width)
+    except OSError as error:
+        raise VideoReadError(path, f"cannot read image: {error}") from error
 
 
 def frame_to_rgb(frame: av.VideoFrame) -> np.ndarray:

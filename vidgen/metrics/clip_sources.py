@@ -14,21 +14,31 @@ import torch
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
+from vidgen.config.checks import checked_frame_size, checked_int
 from vidgen.config.errors import ConfigError
 from vidgen.io.conditions import read_conditions
 from vidgen.io.samples import GRID_STEM
 from vidgen.metrics.evaluator import Batch, frames_to_uint8_batch
 
 __all__ = [
+    "REAL_DIR_FRAMES",
+    "REAL_DIR_RESOLUTION",
+    "check_fake_folder",
     "evaluation_captions",
     "fake_from_checkpoint",
     "fake_from_folder",
     "fake_from_reconstructions",
     "folder_dataset",
     "read_sample",
+    "real_clip_shape",
     "real_from_dataset",
     "sample_files",
+    "sample_shape",
 ]
+
+#: the real clips of a ``real_dir`` given without a data config: 16 frames (from frame 0) at 256 x 256
+REAL_DIR_FRAMES = 16
+REAL_DIR_RESOLUTION = 256
 
 
 def fake_from_checkpoint(
@@ -97,6 +107,51 @@ def sample_files(folder: Path) -> list[Path]:
     return found[kinds[0]]
 
 
+def sample_shape(path: Path) -> tuple[int, int, int]:
+    """``(frames, height, width)`` of one generated sample, from its header (a .png is one frame)."""
+    from vidgen.io.video import image_size, video_shape
+
+    return (1, *image_size(path)) if path.suffix == ".png" else video_shape(path)
+
+
+def _shape_text(shape: tuple[int, int, int]) -> str:
+    return "x".join(str(n) for n in shape)
+
+
+def check_fake_folder(folder: Path, real_shape: tuple[int, int, int] | None) -> int:
+    """Check the samples of ``folder`` from their headers before any metric work; returns their number.
+
+    Every sample must have one ``(frames, height, width)``, and it must be ``real_shape``, the real clips'
+    (``None``: no real clips to compare with): height and width always, frames for videos (one-frame images
+    score against real frames). Otherwise a :class:`ConfigError` on ``fake_dir`` names the file and both
+    shapes, before the real statistics (minutes to hours) are computed.
+    """
+    files = sample_files(folder)
+    first, shape = files[0], sample_shape(files[0])
+    for path in files[1:]:
+        other = sample_shape(path)
+        if other != shape:
+            raise ConfigError(
+                "fake_dir",
+                f"'{path}' is {_shape_text(other)} but '{first.name}' is {_shape_text(shape)} (frames x height "
+                "x width): every sample of a folder must have one shape",
+            )
+    if real_shape is not None:
+        frames, height, width = shape
+        if (height, width) != real_shape[1:] or (frames > 1 and frames != real_shape[0]):
+            upscaled = height > real_shape[1] and height % real_shape[1] == 0 and width % real_shape[2] == 0
+            hint = (
+                "; vidgen.sample upscales its files for viewing unless upscale=1" if upscaled else
+                "; set data.num_frames / data.resolution to the samples' shape if they are right"
+            )  # fmt: skip
+            raise ConfigError(
+                "fake_dir",
+                f"the samples in '{folder}' are {_shape_text(shape)} (frames x height x width) but the real "
+                f"clips are {_shape_text(real_shape)} (data.num_frames x data.resolution){hint}",
+            )
+    return len(files)
+
+
 def read_sample(path: Path) -> torch.Tensor:
     """One generated sample as uint8 ``(F, H, W, 3)``: an .mp4's frames, or a .png image as ``F = 1``."""
     from vidgen.io.video import read_image, read_video
@@ -159,8 +214,16 @@ def folder_dataset(root: str | Path, data_cfg: dict[str, Any] | None) -> Any:
     reference = data_cfg or {}
     return VideoFolderDataset(
         root=root,
-        num_frames=int(reference.get("num_frames", 16)),
+        num_frames=int(reference.get("num_frames", REAL_DIR_FRAMES)),
         frame_stride=int(reference.get("frame_stride", 1)),
-        resolution=reference.get("resolution", 256),
+        resolution=reference.get("resolution", REAL_DIR_RESOLUTION),
         random_offset=False,
     )
+
+
+def real_clip_shape(data_cfg: dict[str, Any] | None) -> tuple[int, int, int]:
+    """``(frames, height, width)`` of the real clips an evaluation reads with this data config (a real_dir
+    without one: :data:`REAL_DIR_FRAMES` at :data:`REAL_DIR_RESOLUTION`)."""
+    reference = data_cfg or {}
+    frames = checked_int("data.num_frames", reference.get("num_frames", REAL_DIR_FRAMES))
+    return frames, *checked_frame_size("data.resolution", reference.get("resolution", REAL_DIR_RESOLUTION))

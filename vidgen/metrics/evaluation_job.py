@@ -13,10 +13,12 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 from vidgen.config.errors import ConfigError
 from vidgen.config.instantiate import instantiate_node
 from vidgen.metrics.clip_sources import (
+    check_fake_folder,
     evaluation_captions,
     fake_from_checkpoint,
     fake_from_folder,
     folder_dataset,
+    real_clip_shape,
     real_from_dataset,
 )
 from vidgen.metrics.evaluation import build_metrics, dataset_key, protocol_counts
@@ -52,6 +54,9 @@ def run_evaluation(cfg: DictConfig) -> dict[str, Any]:
 
     real_batches = None
     data_plain = OmegaConf.to_container(data_cfg, resolve=True) if data_cfg is not None else None
+    if cfg.fake_dir:  # the samples' shapes, from their headers, before the real statistics are computed
+        compare = num_real_needed and (cfg.real_dir or data_plain is not None)
+        check_fake_folder(Path(cfg.fake_dir), real_clip_shape(data_plain) if compare else None)
     if num_real_needed:
         if cfg.real_dir:
             dataset = folder_dataset(cfg.real_dir, data_plain)
