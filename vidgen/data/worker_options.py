@@ -47,13 +47,11 @@ def checked_worker_timeout(value: Any, key: str = "data.worker_timeout") -> floa
     ``key``."""
     if value is None:
         return None
-    if isinstance(value, bool):
-        raise ConfigError(key, f"expected seconds > 0 or null, got {value!r}")
     try:
-        seconds = float(value)
+        seconds = float("nan") if isinstance(value, bool) else float(value)
     except (TypeError, ValueError):
-        raise ConfigError(key, f"expected seconds > 0 or null, got {value!r}") from None
-    if not seconds > 0 or seconds == float("inf"):
+        seconds = float("nan")
+    if not 0 < seconds < float("inf"):
         raise ConfigError(key, f"expected seconds > 0 or null (no timeout), got {value!r}")
     return seconds
 
@@ -95,7 +93,7 @@ class WatchedDataLoader(DataLoader):
     timeout_key = "data.worker_timeout"
 
     def __iter__(self) -> Iterator[Any]:  # type: ignore[override]
-        if self.num_workers == 0 or not self.timeout:
+        if not self.timeout:  # no timeout (always so without workers: PyTorch refuses one there)
             return super().__iter__()
         return self._watched(super().__iter__())
 
